@@ -1,0 +1,177 @@
+"""Images in and out of the networks: plain NumPy arrays, no Krita, no torch.
+
+Conventions: images are H x W x 4 uint8 RGBA arrays (straight alpha).  The
+network sees a sketch 1x1xHxW in [-1, 1] (1 = paper, -1 = ink) and hints
+1x4x(H/4)x(W/4): RGB in [-1, 1] multiplied by the mask, then the mask.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import UserError
+
+SIZE_MULTIPLE = 32
+HINT_SCALE = 4
+# A hint pixel counts when it is at least half opaque: soft stroke edges and
+# stray faint pixels do not paint whole grid cells.
+HINT_ALPHA_MIN = 128
+# ITU-R BT.601 luma, as PIL's convert("L") that the original code trained with.
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+# --- files ----------------------------------------------------------------
+
+def read_rgba(path: str, what: str = "image") -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+    if not os.path.exists(path):
+        raise UserError(f"{what} not found: {path}")
+    if os.path.isdir(path):
+        raise UserError(f"{what} is a folder, not an image: {path}")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in ("I;16", "I;16B", "I", "F"):
+                # 16-bit or float grayscale: scale to 8 bits before RGBA.
+                a = np.asarray(im, np.float64)
+                top = 65535.0 if a.max() > 255 else 255.0
+                im = Image.fromarray(np.clip(a / top * 255 + 0.5, 0, 255).astype(np.uint8), "L")
+            return np.array(im.convert("RGBA"))
+    except UnidentifiedImageError:
+        raise UserError(f"{what} is not an image: {path}")
+    except OSError as e:
+        raise UserError(f"cannot read {what} {path}: {e}")
+
+
+def write_png(path: str, rgba: np.ndarray):
+    """Write atomically: a failed run never leaves a half-written file."""
+    from PIL import Image
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UserError(f"output folder does not exist: {folder}")
+    tmp = f"{path}.part{os.getpid()}"
+    try:
+        mode = "RGBA" if rgba.shape[2] == 4 else "RGB"
+        Image.fromarray(np.ascontiguousarray(rgba), mode).save(tmp, format="PNG")
+        os.replace(tmp, path)
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e}")
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def bgra_to_rgba(buf: bytes | bytearray | memoryview, width: int, height: int) -> np.ndarray:
+    """Krita's 8-bit RGBA pixel data is laid out B, G, R, A."""
+    a = np.frombuffer(buf, np.uint8)
+    if a.size != width * height * 4:
+        raise UserError(f"expected {width * height * 4} bytes of pixels, got {a.size}")
+    return a.reshape(height, width, 4)[..., [2, 1, 0, 3]]
+
+
+def rgba_to_bgra_bytes(rgba: np.ndarray) -> bytes:
+    return np.ascontiguousarray(rgba[..., [2, 1, 0, 3]]).tobytes()
+
+
+# --- line art -------------------------------------------------------------
+
+def luminance(rgba: np.ndarray) -> np.ndarray:
+    """Luminance in [0, 1] of the image composited over white paper."""
+    rgb = rgba[..., :3].astype(np.float32) @ (LUMA / 255.0)
+    a = rgba[..., 3].astype(np.float32) / 255.0
+    return rgb * a + (1.0 - a)
+
+
+def line_darkness(rgba: np.ndarray) -> np.ndarray:
+    """Ink strength in [0, 1]: 1 - luminance over white, computed in 8-bit steps."""
+    return 1.0 - luminance(rgba)
+
+
+# --- working-size geometry ------------------------------------------------
+
+@dataclass(frozen=True)
+class Geometry:
+    """How a canvas maps onto the network's input."""
+    height: int          # canvas
+    width: int
+    h: int               # scaled content
+    w: int
+    ph: int              # padded to a multiple of 32
+    pw: int
+
+    @property
+    def identity(self):
+        return (self.h, self.w) == (self.height, self.width)
+
+
+def check_size(size: int):
+    if not isinstance(size, int) or size < SIZE_MULTIPLE or size % SIZE_MULTIPLE:
+        raise UserError(f"working size must be a positive multiple of {SIZE_MULTIPLE}, got {size}")
+
+
+def geometry(height: int, width: int, size: int, raw: bool = False) -> Geometry:
+    check_size(size)
+    if raw:
+        if height % SIZE_MULTIPLE or width % SIZE_MULTIPLE:
+            raise UserError(f"--raw needs a size that is a multiple of {SIZE_MULTIPLE}, got {width}x{height}")
+        return Geometry(height, width, height, width, height, width)
+    scale = size / max(height, width)
+    h = max(1, min(size, round(height * scale)))
+    w = max(1, min(size, round(width * scale)))
+    up = lambda v: -(-v // SIZE_MULTIPLE) * SIZE_MULTIPLE  # noqa: E731
+    return Geometry(height, width, h, w, up(h), up(w))
+
+
+def _resize_gray(a: np.ndarray, h: int, w: int) -> np.ndarray:
+    from PIL import Image
+    return np.asarray(Image.fromarray(a, "F").resize((w, h), Image.Resampling.LANCZOS), np.float32)
+
+
+def prepare_sketch(lines: np.ndarray, geo: Geometry) -> np.ndarray:
+    """1x1xPHxPW float32 in [-1, 1], white padding right and bottom."""
+    lum = luminance(lines)
+    if not geo.identity:
+        lum = np.clip(_resize_gray(lum, geo.h, geo.w), 0.0, 1.0)
+    out = np.ones((geo.ph, geo.pw), np.float32)
+    out[:geo.h, :geo.w] = lum
+    return (out * 2.0 - 1.0)[None, None]
+
+
+def prepare_hints(hints: np.ndarray | None, geo: Geometry) -> np.ndarray:
+    """1x4x(PH/4)x(PW/4): each grid cell with any opaque hint pixel gets mask 1
+    and the alpha-weighted mean color of those pixels."""
+    gh, gw = geo.ph // HINT_SCALE, geo.pw // HINT_SCALE
+    out = np.zeros((1, 4, gh, gw), np.float32)
+    if hints is None:
+        return out
+    a = hints[..., 3]
+    ys, xs = np.nonzero(a >= HINT_ALPHA_MIN)
+    if ys.size == 0:
+        return out
+    # Canvas pixel -> cell of the quarter-resolution grid of the scaled content.
+    cy = np.minimum((ys * geo.h // geo.height) // HINT_SCALE, gh - 1)
+    cx = np.minimum((xs * geo.w // geo.width) // HINT_SCALE, gw - 1)
+    cell = cy * gw + cx
+    wgt = a[ys, xs].astype(np.float64)
+    wsum = np.bincount(cell, weights=wgt, minlength=gh * gw)
+    hit = wsum > 0
+    for c in range(3):
+        s = np.bincount(cell, weights=wgt * hints[ys, xs, c], minlength=gh * gw)
+        mean = np.where(hit, s / np.where(hit, wsum, 1.0), 0.0) / 255.0
+        out[0, c] = np.where(hit, mean * 2.0 - 1.0, 0.0).reshape(gh, gw)
+    out[0, 3] = hit.reshape(gh, gw)
+    return out
+
+
+def to_rgba(color: np.ndarray, geo: Geometry) -> np.ndarray:
+    """Network output 1x3xPHxPW in [-1, 1] -> canvas-sized opaque RGBA uint8."""
+    from PIL import Image
+    rgb = np.clip((color[0, :, :geo.h, :geo.w].transpose(1, 2, 0) + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+    if not geo.identity:
+        rgb = np.asarray(Image.fromarray(rgb, "RGB").resize((geo.width, geo.height), Image.Resampling.BICUBIC))
+    out = np.empty((geo.height, geo.width, 4), np.uint8)
+    out[..., :3] = rgb
+    out[..., 3] = 255
+    return out

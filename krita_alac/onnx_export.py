@@ -1,0 +1,162 @@
+"""Export AlacGAN to one ONNX graph: sketch 1x1xHxW, hint 1x4x(H/4)x(W/4) -> color 1x3xHxW.
+
+The graph is built from the two halves of `SplitAlacGAN` joined at the
+sketch-only cache tensors (p0..p4), whose names are recorded in the model's
+metadata; the runtime cuts the graph there again to re-colorize with new
+hints without recomputing the sketch half.  H and W are dynamic.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import UserError
+
+META_CACHE = "krita_alac.cache_outputs"
+META_KIND = "krita_alac.kind"
+META_MULTIPLE = "krita_alac.size_multiple"
+OPSET = 18
+
+
+@dataclass
+class ExportReport:
+    path: str
+    max_abs_diff: float | None   # ONNX Runtime vs PyTorch on fresh random inputs
+    check_shape: tuple | None
+    fp16_path: str | None = None
+    fp16_max_abs_diff: float | None = None
+
+
+def _export(module, args, names_in, names_out, path, dynamic):
+    import torch
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # The exporter is chatty on stdout/stderr; keep the command line readable.
+        for name in ("torch.onnx", "torch.export", "onnxscript"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+        prog = torch.onnx.export(module, args, input_names=names_in, output_names=names_out,
+                                 dynamic_shapes=dynamic, dynamo=True, opset_version=OPSET, verbose=False,
+                                 external_data=False, optimize=True)
+    prog.save(path)
+
+
+def _dims(scale):
+    """Dynamic H, W as multiples of the network's stride: H = 32*kh at full size,
+    so a tensor at 1/`scale` of the sketch has H = (32/scale)*kh."""
+    import torch
+    kh, kw = torch.export.Dim("kh", min=1, max=512), torch.export.Dim("kw", min=1, max=512)
+    f = 32 // scale
+    return {2: kh * f if f > 1 else kh, 3: kw * f if f > 1 else kw}
+
+
+def build_graph(model, half: bool = False):
+    """The merged ModelProto for `model` (an AlacGAN)."""
+    import contextlib
+    import io
+    import onnx
+    import torch
+    from onnx import compose
+
+    from .alacgan import CACHE_NAMES, SplitAlacGAN, encoder_decoder
+    split = SplitAlacGAN(model).eval()
+    if half:
+        split = split.half()
+    enc, dec = encoder_decoder(split)
+    s = torch.zeros(1, 1, 64, 96)
+    h = torch.zeros(1, 4, 16, 24)
+    with torch.no_grad():
+        cache = enc(s) if not half else tuple(
+            torch.zeros(t, dtype=torch.float16) for t in _cache_shapes(split, 64, 96))
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
+        ep, dp = os.path.join(tmp, "enc.onnx"), os.path.join(tmp, "dec.onnx")
+        _export(enc, (s,), ["sketch"], list(CACHE_NAMES), ep, {"sketch": _dims(1)})
+        dyn = {n: _dims(f) for n, f in zip(CACHE_NAMES, (1, 2, 4, 8, 16))}
+        if split.t4_f is None:
+            dyn["p4"] = None  # a (1, C, 1, 1) bias when there are no local features
+        dyn["hint"] = _dims(4)
+        _export(dec, (*cache, h), [*CACHE_NAMES, "hint"], ["color"], dp, dyn)
+        em, dm = onnx.load(ep), onnx.load(dp)
+    em = compose.add_prefix(em, "enc/", rename_inputs=False, rename_outputs=False)
+    dm = compose.add_prefix(dm, "dec/", rename_inputs=False, rename_outputs=False)
+    merged = compose.merge_models(em, dm, io_map=[(n, n) for n in CACHE_NAMES])
+    # The cache tensors stay addressable by name for the runtime to split at.
+    del merged.metadata_props[:]
+    for k, v in ((META_CACHE, ",".join(CACHE_NAMES)), (META_KIND, "alacgan"), (META_MULTIPLE, "32")):
+        p = merged.metadata_props.add()
+        p.key, p.value = k, v
+    merged.producer_name = "krita_alac"
+    merged.doc_string = "AlacGAN line art colorization: sketch, hint -> color"
+    return merged
+
+
+def _cache_shapes(split, h, w):
+    """Shapes of p0..p4 for a 1x1xhxw sketch (fp16 cannot be run on CPU to find out)."""
+    ngf = split.to1[0].out_channels
+    p4 = (1, ngf * 8, h // 16, w // 16) if split.t4_f is not None else (1, ngf * 8, 1, 1)
+    return [(1, 3, h, w), (1, ngf, h // 2, w // 2), (1, ngf * 2, h // 4, w // 4),
+            (1, ngf * 4, h // 8, w // 8), p4]
+
+
+def export_onnx(model, path: str, fp16: bool = False, check: bool = True, check_size=(96, 160)) -> ExportReport:
+    """Write `path` (and `<stem>.fp16.onnx` with fp16=True), atomically, and
+    compare ONNX Runtime with PyTorch on fresh random inputs."""
+    import onnx
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UserError(f"output folder does not exist: {folder}")
+    graph = build_graph(model)
+    _save_atomic(onnx, graph, path)
+    report = ExportReport(path=path, max_abs_diff=None, check_shape=None)
+    if check:
+        report.max_abs_diff = compare(model, path, check_size)
+        report.check_shape = check_size
+    if fp16:
+        import copy
+        half_path = fp16_path(path)
+        _save_atomic(onnx, build_graph(copy.deepcopy(model), half=True), half_path)
+        report.fp16_path = half_path
+    return report
+
+
+def fp16_path(path: str) -> str:
+    stem = path[:-5] if path.endswith(".onnx") else path
+    return stem + ".fp16.onnx"
+
+
+def _save_atomic(onnx, graph, path):
+    tmp = f"{path}.part{os.getpid()}"
+    try:
+        onnx.save(graph, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def random_inputs(h: int, w: int, seed: int | None = None):
+    """A sketch of random ink on paper and sparse random hints, in model ranges."""
+    rng = np.random.default_rng(seed)
+    sketch = np.where(rng.random((1, 1, h, w)) < 0.1, -1.0, 1.0).astype(np.float32)
+    sketch += rng.uniform(-0.05, 0.05, sketch.shape).astype(np.float32)
+    np.clip(sketch, -1, 1, out=sketch)
+    hint = np.zeros((1, 4, h // 4, w // 4), np.float32)
+    mask = rng.random((h // 4, w // 4)) < 0.05
+    hint[0, :3] = rng.uniform(-1, 1, (3, h // 4, w // 4)) * mask
+    hint[0, 3] = mask
+    return sketch, hint
+
+
+def compare(model, path: str, size=(96, 160)) -> float:
+    """Max |ONNX Runtime - PyTorch| on fresh random inputs (CPU)."""
+    import torch
+    from .runtime import OnnxColorizer
+    sketch, hint = random_inputs(*size)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(sketch), torch.from_numpy(hint)).numpy()
+    out = OnnxColorizer(path, device="cpu").run(sketch, hint)
+    return float(np.abs(out - ref).max())

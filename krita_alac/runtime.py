@@ -1,0 +1,218 @@
+"""Run AlacGAN: ONNX Runtime (preferred) or PyTorch, with a sketch-feature cache.
+
+Both backends expose the same three calls on NumPy arrays:
+    cache = c.encode(sketch)          # once per line art
+    color = c.decode(cache, hint)     # per set of hints
+    color = c.run(sketch, hint)
+and report `backend` and `device` as really used (not as requested).
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+
+from .errors import UserError
+
+log = logging.getLogger("krita_alac")
+
+# Best first; CPU always last.
+PROVIDER_ORDER = ("CUDAExecutionProvider", "ROCMExecutionProvider", "DmlExecutionProvider",
+                  "CoreMLExecutionProvider", "CPUExecutionProvider")
+PROVIDER_NAMES = {"CUDAExecutionProvider": "CUDA", "ROCMExecutionProvider": "ROCm",
+                  "DmlExecutionProvider": "DirectML", "CoreMLExecutionProvider": "CoreML",
+                  "CPUExecutionProvider": "CPU", "TensorrtExecutionProvider": "TensorRT"}
+DEVICE_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
+                    "rocm": "ROCMExecutionProvider", "directml": "DmlExecutionProvider",
+                    "coreml": "CoreMLExecutionProvider"}
+DEVICES = ("auto", *DEVICE_PROVIDERS, "mps")
+
+
+def _warn(msg, sink):
+    log.warning(msg)
+    if sink is not None:
+        sink.append(msg)
+
+
+def choose_providers(device: str, available) -> list:
+    """Execution providers to ask for, best first, CPU last."""
+    if device == "auto":
+        return [p for p in PROVIDER_ORDER if p in available] or ["CPUExecutionProvider"]
+    want = DEVICE_PROVIDERS.get(device)
+    if want is None:
+        raise UserError(f"unknown device {device!r} for onnxruntime: use one of auto, {', '.join(DEVICE_PROVIDERS)}")
+    if want not in available:
+        raise UserError(f"onnxruntime here has no {PROVIDER_NAMES[want]} support "
+                        f"(available: {', '.join(PROVIDER_NAMES.get(p, p) for p in available)})")
+    return [want] if want == "CPUExecutionProvider" else [want, "CPUExecutionProvider"]
+
+
+def _is_gpu(provider: str) -> bool:
+    return provider != "CPUExecutionProvider"
+
+
+class OnnxColorizer:
+    backend = "onnxruntime"
+
+    def __init__(self, path: str, device: str = "auto", warnings: list | None = None):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise UserError("onnxruntime is not installed (pip install onnxruntime)")
+        self._ort = ort
+        self.path = path
+        self.warnings = warnings if warnings is not None else []
+        self._graphs = _load_graphs(path)
+        self._providers = choose_providers(device, ort.get_available_providers())
+        self._open(self._providers)
+
+    # sessions -------------------------------------------------------------
+    def _session(self, blob, providers):
+        so = self._ort.SessionOptions()
+        so.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3
+        return self._ort.InferenceSession(blob, sess_options=so, providers=providers)
+
+    def _open(self, providers):
+        try:
+            self._sessions = {k: self._session(v, providers) for k, v in self._graphs.items() if k != "meta"}
+        except Exception as e:
+            if not _is_gpu(providers[0]):
+                raise UserError(f"{os.path.basename(self.path)} could not be loaded by onnxruntime: "
+                                f"{str(e).splitlines()[0][:200]}")
+            _warn(f"{PROVIDER_NAMES.get(providers[0], providers[0])} failed to start "
+                  f"({str(e).splitlines()[0][:160]}); using the CPU", self.warnings)
+            return self._open(["CPUExecutionProvider"])
+        got = next(iter(self._sessions.values())).get_providers()[0]
+        if got != providers[0]:
+            _warn(f"asked onnxruntime for {PROVIDER_NAMES.get(providers[0], providers[0])} but got "
+                  f"{PROVIDER_NAMES.get(got, got)}", self.warnings)
+        self.provider = got
+        self.device = PROVIDER_NAMES.get(got, got)
+
+    def _run(self, name, feeds):
+        try:
+            return self._sessions[name].run(None, feeds)
+        except Exception as e:
+            if not _is_gpu(self.provider):
+                raise
+            # Out of GPU memory and driver failures: finish the job on the CPU.
+            _warn(f"{self.device} failed ({str(e).splitlines()[0][:160]}); retrying on the CPU", self.warnings)
+            self._open(["CPUExecutionProvider"])
+            return self._sessions[name].run(None, feeds)
+
+    # API -----------------------------------------------------------------
+    @property
+    def caches(self) -> bool:
+        return "encoder" in self._sessions
+
+    def encode(self, sketch: np.ndarray):
+        if not self.caches:
+            return ("sketch", sketch)
+        return tuple(self._run("encoder", {"sketch": sketch}))
+
+    def decode(self, cache, hint: np.ndarray) -> np.ndarray:
+        if not self.caches:
+            return self._run("full", {"sketch": cache[1], "hint": hint})[0]
+        names = self._graphs["meta"]["cache"]
+        return self._run("decoder", {**dict(zip(names, cache)), "hint": hint})[0]
+
+    def run(self, sketch, hint):
+        return self.decode(self.encode(sketch), hint)
+
+
+def _load_graphs(path: str) -> dict:
+    """Cut a krita_alac ONNX model at its cache tensors into encoder and decoder.
+
+    Any other ONNX model with inputs sketch, hint and output color runs whole."""
+    if not os.path.isfile(path):
+        raise UserError(f"model file not found: {path}")
+    try:
+        import onnx
+        model = onnx.load(path)
+    except ImportError:
+        raise UserError("the onnx package is not installed (pip install onnx)")
+    except Exception as e:
+        raise UserError(f"{os.path.basename(path)} is not an ONNX model ({str(e).splitlines()[0][:120]})")
+    inputs = [i.name for i in model.graph.input]
+    outputs = [o.name for o in model.graph.output]
+    if sorted(inputs) != ["hint", "sketch"] or outputs != ["color"]:
+        raise UserError(f"{os.path.basename(path)} is not a colorizer model: inputs {inputs}, outputs {outputs} "
+                        "(expected sketch, hint -> color)")
+    meta = {p.key: p.value for p in model.metadata_props}
+    cache = [n for n in meta.get("krita_alac.cache_outputs", "").split(",") if n]
+    if not cache:
+        return {"full": model.SerializeToString(), "meta": {"cache": []}}
+    from onnx.utils import Extractor
+    ex = Extractor(model)
+    enc = ex.extract_model(["sketch"], cache)
+    dec = ex.extract_model([*cache, "hint"], ["color"])
+    for m in (enc, dec):
+        m.ir_version, m.producer_name = model.ir_version, model.producer_name
+        del m.opset_import[:]
+        m.opset_import.extend(model.opset_import)
+    return {"encoder": enc.SerializeToString(), "decoder": dec.SerializeToString(), "meta": {"cache": cache}}
+
+
+class TorchColorizer:
+    backend = "torch"
+
+    def __init__(self, model, device: str = "auto", warnings: list | None = None):
+        import torch
+        from .alacgan import SplitAlacGAN
+        self._torch = torch
+        self.warnings = warnings if warnings is not None else []
+        self._dev = self._pick(device)
+        self._split = SplitAlacGAN(model).eval()
+        self._move(self._dev)
+
+    def _pick(self, device):
+        torch = self._torch
+        if device == "auto":
+            if torch.cuda.is_available():
+                return "cuda"
+            mps = getattr(torch.backends, "mps", None)
+            return "mps" if mps is not None and mps.is_available() else "cpu"
+        if device not in ("cpu", "cuda", "mps"):
+            raise UserError(f"unknown device {device!r} for torch: use auto, cpu, cuda or mps")
+        if device == "cuda" and not torch.cuda.is_available():
+            raise UserError("torch here has no CUDA support")
+        if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise UserError("torch here has no MPS support")
+        return device
+
+    def _move(self, dev):
+        self._split.to(dev)
+        self._dev = dev
+        self.device = {"cuda": "CUDA", "mps": "MPS", "cpu": "CPU"}[dev]
+
+    @property
+    def caches(self) -> bool:
+        return True
+
+    def _call(self, fn, *arrays):
+        torch = self._torch
+        try:
+            with torch.inference_mode():
+                out = fn(*[a if isinstance(a, torch.Tensor) else torch.from_numpy(a).to(self._dev) for a in arrays])
+        except RuntimeError as e:
+            if self._dev == "cpu":
+                raise
+            _warn(f"{self.device} failed ({str(e).splitlines()[0][:160]}); retrying on the CPU", self.warnings)
+            self._move("cpu")
+            with torch.inference_mode():
+                out = fn(*[torch.as_tensor(a).cpu() if isinstance(a, torch.Tensor) else torch.from_numpy(a)
+                           for a in arrays])
+        return out
+
+    def encode(self, sketch):
+        # Cached tensors stay on the device: re-runs skip the upload too.
+        return tuple(self._call(self._split.encode, sketch))
+
+    def decode(self, cache, hint):
+        out = self._call(self._split.decode, *[c.to(self._dev) for c in cache], hint)
+        return out.float().cpu().numpy()
+
+    def run(self, sketch, hint):
+        return self.decode(self.encode(sketch), hint)
