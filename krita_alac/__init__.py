@@ -1,0 +1,29 @@
+"""krita_alac: colorize line art from color hints, in Krita or on the command line.
+
+The engine modules (alacgan, checkpoints, onnx_export, runtime, imaging,
+flats, engines, worker, store) import neither Krita nor Qt.  Inside Krita this
+package also registers the Colorize docker and action.
+"""
+__version__ = "0.1.0"
+
+
+def colorize(document, line_layer, hint_layer=None, engine="flats", wait=True, **options):
+    """Colorize `line_layer` of `document` in Krita; returns the result node.
+
+    The same code path as the docker's Colorize button (Krita only)."""
+    from .krita_api import colorize as _colorize
+    return _colorize(document, line_layer, hint_layer, engine=engine, wait=wait, **options)
+
+
+def _in_krita():
+    try:
+        import krita  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+if _in_krita():
+    from . import extension  # noqa: E402
+
+    extension.register()

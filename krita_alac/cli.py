@@ -1,0 +1,185 @@
+"""`krita-alac`: convert, colorize, flats, info.
+
+User errors print one line ("krita-alac: error: ...") and exit 1; argparse
+usage errors exit 2.  Tracebacks are for bugs only.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from . import __version__
+from .errors import UserError
+
+PROG = "krita-alac"
+
+
+def _size(text):
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"working size must be an integer, got {text!r}")
+
+
+def _gap(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"gap must be a number of pixels, got {text!r}")
+    if v < 0:
+        raise argparse.ArgumentTypeError("gap must be zero or more pixels")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description="Colorize line art from color hints (AlacGAN and flats).")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    c = sub.add_parser("convert", help="convert AlacGAN training checkpoints to ONNX")
+    c.add_argument("--netg", required=True, help="generator checkpoint (training checkpoint, state dict or safetensors)")
+    c.add_argument("--i2v", help="Illustration2Vec weights (i2v.pth); omit for generators trained without them")
+    c.add_argument("-o", "--output", required=True, help="ONNX file to write")
+    c.add_argument("--fp16", action="store_true", help="also write an fp16 copy (<name>.fp16.onnx) for GPUs")
+    c.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime vs PyTorch comparison")
+
+    z = sub.add_parser("colorize", help="colorize line art")
+    z.add_argument("lineart", help="line art image (black lines on transparent or on white)")
+    z.add_argument("--hints", help="RGBA hint strokes of the same size as the line art")
+    z.add_argument("--model", "--engine", dest="engine", default="auto",
+                   help="flats, an installed model id, an .onnx file or a checkpoint (default: auto)")
+    z.add_argument("--i2v", help="Illustration2Vec weights for a checkpoint model")
+    z.add_argument("-o", "--output", required=True, help="PNG to write")
+    z.add_argument("--size", type=_size, default=512, help="working size of the long side, multiple of 32")
+    z.add_argument("--raw", action="store_true", help="no resizing: input size must be a multiple of 32")
+    z.add_argument("--backend", choices=("auto", "onnx", "torch"), default="auto")
+    z.add_argument("--device", default="auto", help="auto, cpu, cuda, rocm, directml, coreml or mps")
+    z.add_argument("--snap", action="store_true", help="snap the neural colors to flat regions")
+    z.add_argument("--gap", type=_gap, default=None, help="flats: close line gaps up to this many pixels")
+    z.add_argument("--fill", choices=("nearest", "none"), default="nearest",
+                   help="flats: color of regions without hints")
+
+    f = sub.add_parser("flats", help="flat colors from hint strokes (no model needed)")
+    f.add_argument("lineart")
+    f.add_argument("--hints", required=True)
+    f.add_argument("-o", "--output", required=True)
+    f.add_argument("--gap", type=_gap, default=None, help="close line gaps up to this many pixels (default: from line width)")
+    f.add_argument("--fill", choices=("nearest", "none"), default="nearest")
+    f.add_argument("--labels", help="also write the region map (16-bit PNG, or .npy)")
+
+    sub.add_parser("info", help="versions, execution providers, devices and installed models")
+    return p
+
+
+def _read_pair(args):
+    from .imaging import read_rgba
+    lines = read_rgba(args.lineart, "line art")
+    hints = read_rgba(args.hints, "hints") if args.hints else None
+    if hints is not None and hints.shape[:2] != lines.shape[:2]:
+        raise UserError(f"hints are {hints.shape[1]}x{hints.shape[0]} but the line art is "
+                        f"{lines.shape[1]}x{lines.shape[0]}: they must be the same size")
+    return lines, hints
+
+
+def _check_output(path):
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UserError(f"output folder does not exist: {folder}")
+
+
+def cmd_convert(args):
+    from .checkpoints import load_alacgan
+    from .onnx_export import export_onnx
+    _check_output(args.output)
+    model = load_alacgan(args.netg, args.i2v)
+    rep = export_onnx(model, args.output, fp16=args.fp16, check=not args.no_check)
+    print(f"wrote {rep.path}")
+    if rep.max_abs_diff is not None:
+        print(f"onnxruntime vs torch on random {rep.check_shape[1]}x{rep.check_shape[0]} input: "
+              f"max abs diff {rep.max_abs_diff:.2e}")
+    if rep.fp16_path:
+        print(f"wrote {rep.fp16_path}")
+
+
+def cmd_colorize(args):
+    from .engines import Engines
+    from .imaging import check_size, write_png
+    from .request import ColorizeRequest
+    check_size(args.size)
+    _check_output(args.output)
+    lines, hints = _read_pair(args)
+    req = ColorizeRequest(lines=lines, hints=hints, engine=args.engine, size=args.size, raw=args.raw,
+                          backend=args.backend, device=args.device, i2v=args.i2v, snap=args.snap,
+                          gap=args.gap, fill=args.fill)
+    res = Engines().colorize(req)
+    for w in res.warnings:
+        print(f"{PROG}: note: {w}", file=sys.stderr)
+    write_png(args.output, res.rgba)
+    print(f"{res.engine} on {res.device}: {res.seconds:.2f} s -> {args.output}")
+
+
+def cmd_flats(args):
+    import numpy as np
+    from .flats import compute_flats
+    from .imaging import write_png
+    _check_output(args.output)
+    lines, hints = _read_pair(args)
+    f = compute_flats(lines, hints, args.gap, fill=args.fill)
+    for w in f.warnings:
+        print(f"{PROG}: note: {w}", file=sys.stderr)
+    write_png(args.output, f.rgba)
+    if args.labels:
+        _check_output(args.labels)
+        if args.labels.endswith(".npy"):
+            np.save(args.labels, f.labels)
+        else:
+            from PIL import Image
+            if f.labels.max() > 65535:
+                raise UserError("more than 65535 regions: write the region map as .npy")
+            Image.fromarray(f.labels.astype(np.uint16)).save(args.labels)
+    print(f"{int(f.labels.max())} regions, gap {f.gap:g} px -> {args.output}")
+
+
+def cmd_info(args):
+    from . import store
+    print(f"krita_alac {__version__}, Python {sys.version.split()[0]}")
+    try:
+        import onnxruntime as ort
+        print(f"onnxruntime {ort.__version__}: providers {', '.join(ort.get_available_providers())}")
+    except ImportError:
+        print("onnxruntime: not installed")
+    try:
+        import torch
+        devs = ["cpu"] + (["cuda: " + torch.cuda.get_device_name(0)] if torch.cuda.is_available() else [])
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            devs.append("mps")
+        print(f"torch {torch.__version__}: devices {', '.join(devs)}")
+    except ImportError:
+        print("torch: not installed")
+    print(f"model store: {store.models_dir()}")
+    models = store.installed_models()
+    if not models:
+        print("installed models: none (colorize uses flats)")
+    for m in models:
+        files = ", ".join(os.path.basename(p) for p in (m.onnx, m.fp16, m.netg, m.i2v) if p)
+        print(f"  {m.id}: {m.label} [{m.kind}] {files}")
+
+
+COMMANDS = {"convert": cmd_convert, "colorize": cmd_colorize, "flats": cmd_flats, "info": cmd_info}
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.cmd](args)
+    except UserError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print(f"{PROG}: error: out of memory (try a smaller --size)", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,45 @@
+"""The whole contract between the plugin (or the command line) and the engine.
+
+A `ColorizeRequest` carries canvas-sized RGBA arrays and the user's choices;
+a `ColorizeResult` carries the canvas-sized RGBA result and what really ran.
+The worker process turns its wire messages into these, nothing else.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+ENGINE_AUTO = "auto"     # the default neural model if one is installed, else flats
+ENGINE_FLATS = "flats"
+
+
+@dataclass
+class ColorizeRequest:
+    lines: np.ndarray                  # H x W x 4 uint8 RGBA line art
+    hints: np.ndarray | None = None    # H x W x 4 uint8 RGBA hint strokes, or None
+    engine: str = ENGINE_AUTO          # "auto", "flats", an installed model id, or a model file
+    size: int = 512                    # working size of the long side for neural engines
+    raw: bool = False                  # no resizing at all (neural engines)
+    backend: str = "auto"              # "auto", "onnx" or "torch"
+    device: str = "auto"               # "auto", "cpu", "cuda", ...
+    i2v: str | None = None             # Illustration2Vec weights for a checkpoint model
+    snap: bool = False                 # snap neural colors to flat regions
+    fill: str = "nearest"              # flats: "nearest", "none" (or "model", internal)
+    gap: float | None = None           # flats: gap to close in pixels; None = from line width
+    want_labels: bool = False          # also return the flats region map
+
+    @property
+    def size_hw(self):
+        return self.lines.shape[:2]
+
+
+@dataclass
+class ColorizeResult:
+    rgba: np.ndarray                   # H x W x 4 uint8, same size as the request's line art
+    engine: str                        # what ran, for people: "Flats", "AlacGAN (alac-open)", ...
+    device: str                        # "CPU", "onnxruntime · CUDA", ...
+    seconds: float = 0.0
+    cached: bool = False               # sketch features were reused
+    labels: np.ndarray | None = None
+    warnings: list = field(default_factory=list)
