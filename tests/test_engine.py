@@ -1,0 +1,219 @@
+"""AlacGAN engine: faithfulness to the original code, ONNX export, runtimes, caching."""
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import reference_output
+from krita_alac.checkpoints import load_alacgan, load_generator, load_local_features
+from krita_alac.errors import UserError
+from krita_alac.onnx_export import random_inputs
+from krita_alac.runtime import OnnxColorizer, TorchColorizer, choose_providers
+
+TOL = 1e-4
+
+
+@pytest.mark.parametrize("case", ["dots", "empty"])
+def test_torch_matches_original_outputs(reference, reference_model, case):
+    sketch, hint = reference.case_inputs(case)
+    with torch.no_grad():
+        s = torch.from_numpy(sketch)
+        out = reference_model(s, torch.from_numpy(hint)).numpy()
+        feat = reference_model.local(s).numpy()
+    assert np.abs(out - reference_output(case)).max() < TOL
+    assert np.abs(feat - reference_output(case, "feat")).max() < TOL
+
+
+@pytest.mark.parametrize("case", ["dots", "empty"])
+def test_onnx_matches_original_outputs(reference, reference_onnx, case):
+    sketch, hint = reference.case_inputs(case)
+    c = OnnxColorizer(reference_onnx.path, device="cpu")
+    assert c.caches and c.device == "CPU"
+    assert np.abs(c.run(sketch, hint) - reference_output(case)).max() < TOL
+
+
+def test_export_report_compares_onnxruntime_with_torch(reference_onnx):
+    assert reference_onnx.max_abs_diff is not None and reference_onnx.max_abs_diff < TOL
+    assert reference_onnx.check_shape[0] != reference_onnx.check_shape[1]  # non-square check input
+
+
+def test_onnx_graph_interface(reference_onnx):
+    import onnx
+    m = onnx.load(reference_onnx.path)
+    ins = {i.name: i for i in m.graph.input}
+    assert set(ins) == {"sketch", "hint"} and [o.name for o in m.graph.output] == ["color"]
+    dims = [d.dim_param or d.dim_value for d in ins["sketch"].type.tensor_type.shape.dim]
+    assert dims[:2] == [1, 1] and all(isinstance(d, str) for d in dims[2:])  # H, W dynamic
+    meta = {p.key: p.value for p in m.metadata_props}
+    assert meta["krita_alac.cache_outputs"] == "p0,p1,p2,p3,p4"
+
+
+def test_cached_rerun_equals_fresh_run(reference, reference_onnx, reference_model):
+    sketch, hint = reference.case_inputs("dots")
+    _, other = random_inputs(512, 512, seed=3)
+    for c in (OnnxColorizer(reference_onnx.path, device="cpu"), TorchColorizer(reference_model, "cpu")):
+        cache = c.encode(sketch)
+        first = c.decode(cache, hint)
+        second = c.decode(cache, other)  # new hints, same line art
+        assert np.abs(second - c.run(sketch, other)).max() < 1e-5
+        assert np.abs(first - reference_output("dots")).max() < TOL
+        assert np.abs(second - first).max() > 1e-3  # the hints really changed the result
+
+
+def test_backends_agree_on_non_square_input(reference_onnx, reference_model):
+    sketch, hint = random_inputs(160, 96, seed=11)
+    a = OnnxColorizer(reference_onnx.path, device="cpu").run(sketch, hint)
+    b = TorchColorizer(reference_model, "cpu").run(sketch, hint)
+    assert a.shape == b.shape == (1, 3, 160, 96)
+    assert np.abs(a - b).max() < TOL
+
+
+def test_fp16_copy(reference_onnx):
+    import onnx
+    assert os.path.getsize(reference_onnx.fp16_path) < 0.6 * os.path.getsize(reference_onnx.path)
+    m = onnx.load(reference_onnx.fp16_path)
+    kinds = {t.data_type for t in m.graph.initializer if len(t.dims) == 4}
+    assert kinds == {onnx.TensorProto.FLOAT16}
+    sketch, hint = random_inputs(128, 96, seed=5)
+    try:
+        half = OnnxColorizer(reference_onnx.fp16_path, device="cpu")
+    except UserError as e:  # some onnxruntime CPU builds have no fp16 convolutions
+        pytest.skip(f"fp16 not runnable on this CPU build: {e}")
+    full = OnnxColorizer(reference_onnx.path, device="cpu").run(sketch, hint)
+    assert np.abs(half.run(sketch, hint) - full).max() < 1e-2
+
+
+# --- checkpoint formats ---------------------------------------------------
+
+def _sd(path):
+    return torch.load(path, weights_only=True)
+
+
+def test_generator_formats_load_identically(official_ckpt, tmp_path):
+    netg, _ = official_ckpt
+    ref = load_generator(netg).state_dict()
+    g = _sd(netg)["state_dictG"]
+    plain = {k[len("module."):]: v for k, v in g.items()}
+    torch.save(g, tmp_path / "prefixed.pth")
+    torch.save(plain, tmp_path / "plain.pth")
+    from safetensors.torch import save_file
+    save_file(plain, str(tmp_path / "g.safetensors"))
+    for name in ("prefixed.pth", "plain.pth", "g.safetensors"):
+        got = load_generator(str(tmp_path / name)).state_dict()
+        assert all(torch.equal(got[k], ref[k]) for k in ref), name
+
+
+def test_i2v_full_and_trimmed(official_ckpt, tmp_path):
+    _, i2v = official_ckpt
+    full = _sd(i2v)
+    assert len(full) == 24
+    trimmed = {k: v for k, v in full.items() if int(k.split(".")[0]) <= 13}
+    torch.save(trimmed, tmp_path / "trim.pth")
+    a = load_local_features(i2v).state_dict()
+    b = load_local_features(str(tmp_path / "trim.pth")).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_mis_shaped_missing_and_unexpected_keys_are_named(official_ckpt, tmp_path):
+    netg, i2v = official_ckpt
+    g = dict(_sd(netg)["state_dictG"])
+    g["module.exit.weight"] = torch.zeros(3, 32, 3, 3)
+    del g["module.tunnel1.3.bias"]
+    g["module.extra.weight"] = torch.zeros(2)
+    torch.save({"state_dictG": g}, tmp_path / "bad.pth")
+    with pytest.raises(UserError) as e:
+        load_generator(str(tmp_path / "bad.pth"))
+    msg = str(e.value)
+    assert "exit.weight (3, 32, 3, 3) (expected (3, 64, 3, 3))" in msg
+    assert "missing tunnel1.3.bias (128,)" in msg
+    assert "unexpected extra.weight (2,)" in msg
+    assert "\n" not in msg
+    bad_i2v = dict(_sd(i2v))
+    bad_i2v["3.weight"] = torch.zeros(128, 64, 5, 5)
+    torch.save(bad_i2v, tmp_path / "bad_i2v.pth")
+    with pytest.raises(UserError, match=r"3\.weight \(128, 64, 5, 5\) \(expected \(128, 64, 3, 3\)\)"):
+        load_local_features(str(tmp_path / "bad_i2v.pth"))
+
+
+def test_not_a_checkpoint(tmp_path, official_ckpt):
+    p = tmp_path / "notes.pth"
+    p.write_text("hello")
+    with pytest.raises(UserError, match="notes.pth is not a PyTorch checkpoint"):
+        load_generator(str(p))
+    with pytest.raises(UserError, match="i2v.pth is not an AlacGAN generator"):
+        load_generator(official_ckpt[1])  # the wrong kind of weights
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/krita_alac_pwned",))
+
+
+def test_pickles_are_never_executed(tmp_path):
+    if os.path.exists("/tmp/krita_alac_pwned"):
+        os.unlink("/tmp/krita_alac_pwned")
+    p = tmp_path / "evil.pth"
+    torch.save({"state_dictG": {"x": torch.zeros(1)}, "payload": _Evil()}, p)
+    with pytest.raises(UserError, match="weights-only"):
+        load_generator(str(p))
+    assert not os.path.exists("/tmp/krita_alac_pwned")
+    with open(tmp_path / "raw.pkl", "wb") as f:
+        pickle.dump(_Evil(), f, protocol=2)
+    with pytest.raises(UserError):
+        load_generator(str(tmp_path / "raw.pkl"))
+    assert not os.path.exists("/tmp/krita_alac_pwned")
+
+
+def test_i2v_required_for_generator_with_feature_input(official_ckpt):
+    with pytest.raises(UserError, match="needs the Illustration2Vec weights"):
+        load_alacgan(official_ckpt[0], None)
+
+
+# --- providers ------------------------------------------------------------
+
+def test_provider_order_puts_cpu_last():
+    avail = ["CPUExecutionProvider", "AzureExecutionProvider", "CoreMLExecutionProvider", "CUDAExecutionProvider"]
+    assert choose_providers("auto", avail) == ["CUDAExecutionProvider", "CoreMLExecutionProvider",
+                                               "CPUExecutionProvider"]
+    assert choose_providers("cpu", avail) == ["CPUExecutionProvider"]
+    assert choose_providers("cuda", avail) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    with pytest.raises(UserError, match="no ROCm support"):
+        choose_providers("rocm", avail)
+    with pytest.raises(UserError, match="unknown device 'tpu'"):
+        choose_providers("tpu", avail)
+
+
+def test_gpu_provider_failure_falls_back_to_cpu(reference_onnx, monkeypatch):
+    import krita_alac.runtime as rt
+    real = rt.OnnxColorizer._session
+
+    def fake_session(self, blob, providers):
+        if providers[0] != "CPUExecutionProvider":
+            raise RuntimeError("CUDA failure 2: out of memory\nmore")
+        return real(self, blob, providers)
+
+    monkeypatch.setattr(rt.OnnxColorizer, "_session", fake_session)
+    monkeypatch.setattr(rt, "choose_providers", lambda d, a: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    warn = []
+    c = rt.OnnxColorizer(reference_onnx.path, device="auto", warnings=warn)
+    assert c.device == "CPU"
+    assert warn == ["CUDA failed to start (CUDA failure 2: out of memory); using the CPU"]
+
+
+def test_gpu_run_failure_retries_on_cpu(reference_onnx, monkeypatch):
+    import krita_alac.runtime as rt
+    c = rt.OnnxColorizer(reference_onnx.path, device="cpu")
+    sketch, hint = random_inputs(64, 64, seed=1)
+    want = c.run(sketch, hint)
+    c.provider, c.device = "CUDAExecutionProvider", "CUDA"  # pretend the session is on a GPU
+
+    class Boom:
+        def run(self, *a):
+            raise RuntimeError("Failed to allocate memory for requested buffer of size 123")
+
+    c._sessions = {k: Boom() for k in c._sessions}
+    got = c.run(sketch, hint)
+    assert c.device == "CPU" and np.array_equal(got, want)
+    assert "CUDA failed (Failed to allocate memory" in c.warnings[0]
