@@ -5,13 +5,24 @@ Layout:  <home>/models/<id>/model.json  +  the files it names
 model.json: {"id", "name", "kind": "alacgan", "onnx": "model.onnx",
              "fp16": "model.fp16.onnx" | null, "netg": ... | null, "i2v": ... | null,
              "license", "source"}
+Work areas, skipped by `installed_models()` because they start with a dot:
+         <home>/models/.partial/   downloads in progress (resumable)
+         <home>/models/.staging/   model folders being built, renamed into place when complete
+
+Model ids and the file names in model.json are plain names: they can never
+point outside the store.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import sys
+import tempfile
 from dataclasses import dataclass, field
+
+from .errors import UserError
 
 MODEL_JSON = "model.json"
 
@@ -107,3 +118,126 @@ def default_model() -> InstalledModel | None:
             if m.id == pref:
                 return m
     return models[0] if models else None
+
+
+# --- writing to the store -------------------------------------------------
+
+# Ids become folder names on every platform: lower-case ASCII, digits, '.', '_', '-'.
+MODEL_ID_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+# Names Windows refuses for files and folders, whatever the extension.
+_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
+PARTIAL = ".partial"
+STAGING = ".staging"
+
+
+def check_model_id(model_id: str) -> str:
+    """`model_id` if it is a safe folder name, else UserError."""
+    if (not isinstance(model_id, str) or not MODEL_ID_RE.fullmatch(model_id) or ".." in model_id
+            or model_id.endswith(".") or model_id.split(".")[0] in _RESERVED):
+        raise UserError(f"invalid model id {model_id!r}: use 1-64 lower-case letters, digits, '.', '_' or '-', "
+                        "starting with a letter or digit")
+    return model_id
+
+
+def check_file_name(name: str) -> str:
+    """`name` if it is a plain file name (no folders, no '..', not absolute), else UserError."""
+    bad = (not isinstance(name, str) or not name or name in (".", "..") or name.startswith(".")
+           or "/" in name or "\\" in name or ":" in name or "\0" in name or os.path.isabs(name)
+           or name != name.strip() or len(name) > 128 or name.split(".")[0].lower() in _RESERVED)
+    if bad:
+        raise UserError(f"invalid file name {name!r}: a model file must be a plain name inside its folder")
+    return name
+
+
+def model_folder(model_id: str) -> str:
+    return os.path.join(models_dir(), check_model_id(model_id))
+
+
+def partial_dir() -> str:
+    """Where downloads are written until verified; on the store's file system so moves are renames."""
+    path = os.path.join(models_dir(), PARTIAL)
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+class Staging:
+    """A model folder under construction inside the store.
+
+        with store.Staging("my-model") as st:
+            ... write files into st.folder ...
+            st.commit({"name": ..., "onnx": "model.onnx", ...})
+
+    Leaving the block without `commit` (an error, Ctrl-C) removes the folder,
+    so the store never shows a half-built model.
+    """
+
+    def __init__(self, model_id: str, replace: bool = False):
+        self.model_id = check_model_id(model_id)
+        self.replace = replace
+        self.folder = ""
+        self.committed = False
+
+    def __enter__(self):
+        root = os.path.join(models_dir(), STAGING)
+        os.makedirs(root, exist_ok=True)
+        self.folder = tempfile.mkdtemp(prefix=self.model_id + "-", dir=root)
+        return self
+
+    def __exit__(self, *exc):
+        if not self.committed:
+            shutil.rmtree(self.folder, ignore_errors=True)
+        return False
+
+    def commit(self, meta: dict) -> InstalledModel:
+        """Write model.json and move the folder into place in one rename."""
+        meta = {**meta, "id": self.model_id}
+        for role in ("onnx", "fp16", "netg", "i2v"):
+            rel = meta.get(role)
+            if rel is not None and not os.path.isfile(os.path.join(self.folder, check_file_name(rel))):
+                raise UserError(f"{self.model_id}: {role} file {rel} was not written")
+        _write_json(os.path.join(self.folder, MODEL_JSON), meta)
+        target = os.path.join(models_dir(), self.model_id)
+        old = None
+        if os.path.lexists(target):
+            if not self.replace:
+                raise UserError(f"a model {self.model_id!r} is already installed in {target}")
+            # Directories cannot be renamed over one another everywhere: move the old one aside first.
+            old = tempfile.mkdtemp(prefix=self.model_id + "-old-", dir=os.path.dirname(self.folder))
+            os.rmdir(old)
+            os.rename(target, old)
+        try:
+            os.rename(self.folder, target)
+        except OSError:
+            if old:
+                os.rename(old, target)
+            raise
+        self.committed = True
+        if old:
+            shutil.rmtree(old, ignore_errors=True)
+        m = read_model(target)
+        if m is None:
+            raise UserError(f"{self.model_id}: the model folder was written but cannot be read back")
+        return m
+
+
+def _write_json(path: str, data: dict):
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, sort_keys=False)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def remove_model(model_id: str) -> bool:
+    """Delete an installed model; False if there was none."""
+    target = model_folder(model_id)
+    if not os.path.isdir(target):
+        return False
+    # Rename first so a half-deleted folder is never seen as a model.
+    root = os.path.join(models_dir(), STAGING)
+    os.makedirs(root, exist_ok=True)
+    trash = tempfile.mkdtemp(prefix=model_id + "-removed-", dir=root)
+    os.rmdir(trash)
+    os.rename(target, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+    return True
