@@ -48,7 +48,9 @@ def estimate_line_width(ink: np.ndarray) -> float:
     area = int(np.count_nonzero(ink))
     if area == 0:
         return 0.0
+    # Transitions inside the image, plus ink touching the canvas edge (a boundary too).
     trans = int(np.count_nonzero(ink[:, 1:] != ink[:, :-1])) + int(np.count_nonzero(ink[1:] != ink[:-1]))
+    trans += int(ink[0].sum() + ink[-1].sum() + ink[:, 0].sum() + ink[:, -1].sum())
     return 2.0 * area / max(trans, 1)
 
 
