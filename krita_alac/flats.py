@@ -203,11 +203,15 @@ def hint_votes(labels: np.ndarray, ink: np.ndarray, hints: np.ndarray, n: int):
 
 def region_adjacency(labels: np.ndarray):
     """Unique neighbouring label pairs (both directions) with their border length."""
-    a = np.concatenate([labels[:, 1:].ravel(), labels[1:].ravel()])
-    b = np.concatenate([labels[:, :-1].ravel(), labels[:-1].ravel()])
-    diff = a != b
-    a, b = a[diff].astype(np.int64), b[diff].astype(np.int64)
-    big = int(labels.max()) + 1
+    flat = labels.ravel()
+    w = labels.shape[1]
+    # Horizontal pairs (i, i+1) on the flat array, minus those wrapping to the next row.
+    hi = np.flatnonzero(flat[1:] != flat[:-1])
+    hi = hi[(hi + 1) % w != 0]
+    vi = np.flatnonzero(flat[w:] != flat[:-w])
+    a = np.concatenate([flat[hi], flat[vi]]).astype(np.int64)
+    b = np.concatenate([flat[hi + 1], flat[vi + w]]).astype(np.int64)
+    big = int(flat.max()) + 1
     key = np.concatenate([a * big + b, b * big + a])
     ukey, count = np.unique(key, return_counts=True)
     return ukey // big, ukey % big, count
