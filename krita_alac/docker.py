@@ -1,0 +1,369 @@
+"""The Colorize docker: pick layers and engine, run, see what really ran.
+
+Everything slow happens in the worker process; this widget only reads and
+writes layers (krita_api) and reacts to the worker client's signals.
+"""
+from __future__ import annotations
+
+import hashlib
+import weakref
+
+from krita import DockWidget, Krita
+from PyQt5.QtCore import Qt, QTimer
+from PyQt5.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QMessageBox,
+                             QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget)
+
+from . import krita_api, krita_io, settings, worker_client
+from .errors import UserError
+
+POLL_MS = 750          # Auto mode: how often the hint layer is looked at
+THUMB = 192            # Auto mode: the hint signature is a hash of a thumbnail this big
+FLATS = "flats"
+_dockers = []
+
+
+def current_docker():
+    """The docker of the active window, if it exists and is shown."""
+    live = [d() for d in _dockers if d() is not None]
+    win = Krita.instance().activeWindow()
+    qwin = win.qwindow() if win is not None else None
+    for d in live:
+        if qwin is None or d.window() is qwin:
+            return d
+    return live[0] if live else None
+
+
+def model_choices(worker_info=None):
+    """(label, engine id) for Flats and every installed model."""
+    out = [("Flats (no model)", FLATS)]
+    seen = set()
+    try:
+        from . import store
+        for m in store.installed_models():
+            out.append((f"AlacGAN: {m.label}", m.id))
+            seen.add(m.id)
+    except Exception:  # noqa: BLE001  a broken model folder must not break the docker
+        pass
+    for m in (worker_info or {}).get("models", []):
+        if m.get("id") not in seen:
+            out.append((f"AlacGAN: {m.get('name') or m.get('id')}", m.get("id")))
+    return out
+
+
+def hint_signature(node):
+    """Cheap fingerprint of a layer's content: bounds plus a thumbnail hash."""
+    if node is None:
+        return None
+    b = node.bounds()
+    img = node.thumbnail(THUMB, THUMB)
+    ptr = img.constBits()
+    if ptr is None:
+        return (b.x(), b.y(), b.width(), b.height())
+    ptr.setsize(img.sizeInBytes())
+    return (b.x(), b.y(), b.width(), b.height(), hashlib.md5(bytes(ptr)).hexdigest())
+
+
+class ColorizeDocker(DockWidget):
+    def __init__(self):
+        super().__init__()
+        self.setWindowTitle("Colorize (krita_alac)")
+        _dockers.append(weakref.ref(self))
+        self.client = worker_client.shared()
+        self.job = None
+        self._layers_sig = None
+        self._doc_sig = None
+        self._auto_last = None       # hint signature of the last run
+        self._auto_seen = None       # hint signature at the previous poll (debounce)
+        self._build()
+        self.client.started.connect(self._on_worker_info)
+        self.client.stateChanged.connect(self._on_worker_state)
+        self.timer = QTimer(self)
+        self.timer.setInterval(POLL_MS)
+        self.timer.timeout.connect(self._poll)
+        self.timer.start()
+
+    # -- widgets ----------------------------------------------------------
+    def _build(self):
+        cfg = settings.load()
+        w = QWidget(self)
+        box = QVBoxLayout(w)
+        form = QFormLayout()
+        self.line_combo = QComboBox()
+        self.hint_combo = QComboBox()
+        self.new_hints_btn = QPushButton("New")
+        self.new_hints_btn.setToolTip("Add a transparent layer named 'Hints' above the line art")
+        self.new_hints_btn.clicked.connect(self.create_hint_layer)
+        hint_row = QHBoxLayout()
+        hint_row.addWidget(self.hint_combo, 1)
+        hint_row.addWidget(self.new_hints_btn)
+        self.engine_combo = QComboBox()
+        self.size_spin = QSpinBox()
+        self.size_spin.setRange(128, 4096)
+        self.size_spin.setSingleStep(32)
+        self.size_spin.setValue(int(cfg.get("size") or 512))
+        self.size_spin.setToolTip("Working size (long side) of neural engines; flats always use full resolution")
+        self.snap_check = QCheckBox("Snap to flats")
+        self.snap_check.setChecked(bool(cfg.get("snap")))
+        self.auto_check = QCheckBox("Auto")
+        self.auto_check.setToolTip("Colorize again whenever the hint layer changes")
+        self.auto_check.setChecked(bool(cfg.get("auto")))
+        opts = QHBoxLayout()
+        opts.addWidget(self.snap_check)
+        opts.addWidget(self.auto_check)
+        form.addRow("Line art", self.line_combo)
+        form.addRow("Hints", hint_row)
+        form.addRow("Engine", self.engine_combo)
+        form.addRow("Working size", self.size_spin)
+        box.addLayout(form)
+        box.addLayout(opts)
+        run = QHBoxLayout()
+        self.colorize_btn = QPushButton("Colorize")
+        self.colorize_btn.clicked.connect(self.colorize)
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setEnabled(False)
+        self.cancel_btn.clicked.connect(self.cancel)
+        run.addWidget(self.colorize_btn, 1)
+        run.addWidget(self.cancel_btn)
+        box.addLayout(run)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setTextVisible(False)
+        box.addWidget(self.progress)
+        self.status = QLabel("Ready.")
+        self.status.setWordWrap(True)
+        self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        box.addWidget(self.status)
+        offers = QHBoxLayout()
+        self.multiply_btn = QPushButton("Set line art to Multiply")
+        self.multiply_btn.clicked.connect(self.set_multiply)
+        self.flats_btn = QPushButton("Use Flats")
+        self.flats_btn.clicked.connect(self.use_flats)
+        self.setup_btn = QPushButton("Set up engine…")
+        self.setup_btn.clicked.connect(self.open_setup)
+        for b in (self.multiply_btn, self.flats_btn):
+            b.hide()
+            offers.addWidget(b)
+        offers.addWidget(self.setup_btn)
+        box.addLayout(offers)
+        box.addStretch(1)
+        self.setWidget(w)
+        self._fill_engines(cfg.get("engine") or FLATS)
+        for sig in (self.engine_combo.currentIndexChanged, self.size_spin.valueChanged,
+                    self.snap_check.toggled, self.auto_check.toggled):
+            sig.connect(self._save_settings)
+
+    def _fill_engines(self, want=None):
+        want = want or self.engine_combo.currentData() or FLATS
+        self.engine_combo.blockSignals(True)
+        self.engine_combo.clear()
+        for label, eid in model_choices(self.client.info):
+            self.engine_combo.addItem(label, eid)
+        i = self.engine_combo.findData(want)
+        self.engine_combo.setCurrentIndex(max(0, i))
+        self.engine_combo.blockSignals(False)
+
+    def _save_settings(self, *_):
+        try:
+            settings.save({"engine": self.engine_combo.currentData() or FLATS, "size": self.size_spin.value(),
+                           "snap": self.snap_check.isChecked(), "auto": self.auto_check.isChecked()})
+        except OSError:
+            pass
+        self._auto_last = None if self.auto_check.isChecked() else self._auto_last
+
+    # -- Krita hooks --------------------------------------------------------
+    def canvasChanged(self, canvas):
+        self._layers_sig = None
+        self._refresh_layers()
+
+    def _document(self):
+        return Krita.instance().activeDocument()
+
+    def _refresh_layers(self):
+        doc = self._document()
+        layers = krita_io.all_layers(doc) if doc is not None else []
+        sig = (id(doc), doc.fileName() if doc else "", [(krita_io.node_id(n), n.name(), d) for n, d in layers])
+        if sig == self._layers_sig:
+            return
+        new_doc = self._layers_sig is None or sig[:2] != self._layers_sig[:2]
+        self._layers_sig = sig
+        line_want = self.line_combo.currentData()
+        hint_want = self.hint_combo.currentData()
+        if new_doc and doc is not None:
+            active = doc.activeNode()
+            line_want = krita_io.node_id(active) if active is not None else None
+            hint = krita_api.find_hint_layer(doc, active)
+            hint_want = krita_io.node_id(hint) if hint is not None else ""
+        for combo, want in ((self.line_combo, line_want), (self.hint_combo, hint_want)):
+            combo.blockSignals(True)
+            combo.clear()
+            if combo is self.hint_combo:
+                combo.addItem("(none)", "")
+            for n, depth in layers:
+                if n.type() in ("paintlayer", "grouplayer", "vectorlayer", "filelayer", "clonelayer",
+                                "filllayer"):
+                    combo.addItem("  " * depth + n.name(), krita_io.node_id(n))
+            i = combo.findData(want) if want is not None else -1
+            if i < 0 and combo is self.hint_combo and doc is not None:
+                h = krita_api.find_hint_layer(doc)
+                i = combo.findData(krita_io.node_id(h)) if h is not None else 0
+            combo.setCurrentIndex(max(0, i))
+            combo.blockSignals(False)
+
+    def _selected(self, combo):
+        doc = self._document()
+        return krita_io.find_node(doc, combo.currentData()) if doc is not None and combo.currentData() else None
+
+    def _poll(self):
+        if not self.isVisible():
+            return
+        try:
+            self._refresh_layers()
+            if self.auto_check.isChecked() and self.job is None:
+                self._auto_tick()
+        except Exception as e:  # noqa: BLE001  a poll must never raise into Krita
+            self.show_message(f"{type(e).__name__}: {e}", error=True)
+
+    def _auto_tick(self):
+        sig = hint_signature(self._selected(self.hint_combo))
+        if sig is None:
+            return
+        stable = sig == self._auto_seen        # unchanged for one poll: the stroke is done
+        self._auto_seen = sig
+        if stable and sig != self._auto_last:
+            first = self._auto_last is None    # Auto just turned on: this is the baseline
+            self._auto_last = sig
+            if not first and self._selected(self.line_combo) is not None:
+                self.colorize(auto=True)
+
+    def _on_worker_info(self, info):
+        self._fill_engines()
+
+    def _on_worker_state(self, state):
+        if state == "starting":
+            self.status.setText("Starting the engine worker…")
+
+    # -- actions ------------------------------------------------------------
+    def create_hint_layer(self):
+        doc = self._document()
+        line = self._selected(self.line_combo) or (doc.activeNode() if doc else None)
+        if doc is None or line is None:
+            self.show_message("Open a document and choose the line-art layer first.", error=True)
+            return
+        node = doc.createNode(krita_api.HINTS_NAME, "paintlayer")
+        line.parentNode().addChildNode(node, line)   # transparent, right above the line art
+        doc.setActiveNode(node)
+        self._layers_sig = None
+        self._refresh_layers()
+        self.hint_combo.setCurrentIndex(max(0, self.hint_combo.findData(krita_io.node_id(node))))
+        self.show_message("Paint color hints on the 'Hints' layer, then click Colorize.")
+
+    def options(self):
+        return {"size": self.size_spin.value(), "snap": self.snap_check.isChecked()}
+
+    def colorize(self, auto=False, force=False):
+        if self.job is not None:
+            return
+        for b in (self.multiply_btn, self.flats_btn):
+            b.hide()
+        doc = self._document()
+        engine = self.engine_combo.currentData() or FLATS
+        job = krita_api.ColorizeJob(doc, self._selected(self.line_combo), self._selected(self.hint_combo),
+                                    engine, force=force, **self.options())
+        try:
+            job.prepare()
+        except krita_api.TooLargeError as e:
+            if auto:
+                self.show_message(f"Auto skipped: {e}.", error=True)
+                return
+            answer = QMessageBox.question(self, "Colorize", f"{str(e)[0].upper()}{str(e)[1:]}.\n\nColorize anyway?")
+            if answer == QMessageBox.Yes:
+                self.colorize(force=True)
+            return
+        except UserError as e:
+            self.show_message(str(e), error=True)
+            return
+        self.job = job
+        job.progress.connect(self._on_progress)
+        job.done.connect(self._on_done)
+        job.failed.connect(self._on_failed)
+        self.colorize_btn.setEnabled(False)
+        self.cancel_btn.setEnabled(True)
+        self.progress.setValue(0)
+        self.show_message("Colorizing…")
+        job.start()
+
+    def cancel(self):
+        if self.job is not None:
+            self.job.cancel()
+
+    def _finish(self):
+        self.job = None
+        self.colorize_btn.setEnabled(True)
+        self.cancel_btn.setEnabled(False)
+
+    def _on_progress(self, value, text):
+        self.progress.setValue(int(value * 1000))
+        if text:
+            self.status.setText(f"Colorizing: {text}…")
+
+    def _on_done(self, node):
+        job = self.job
+        self._finish()
+        self.progress.setValue(1000)
+        r = job.reply
+        msg = f"{r.get('engine', '?')} on {r.get('device', '?')}, {float(r.get('seconds', 0)):.2f} s → layer '{node.name()}'"
+        if r.get("cached"):
+            msg += " (sketch features reused)"
+        for w in r.get("warnings") or []:
+            msg += f"\n{w}"
+        if "opaque" in job.notes:
+            msg += "\nThe line art is opaque and hides the colors below it."
+            self.multiply_btn.show()
+        self.show_message(msg)
+
+    def _on_failed(self, message, kind):
+        self._finish()
+        self.progress.setValue(0)
+        if kind == "cancelled":
+            self.show_message("Cancelled.")
+            return
+        if message.startswith(("unknown engine or model", "model file not found")):
+            self.flats_btn.show()
+        self.show_message(message[:1].upper() + message[1:], error=True)
+
+    def show_message(self, text, error=False):
+        self.status.setStyleSheet("color: #d04040;" if error else "")
+        self.status.setText(text)
+
+    def set_multiply(self):
+        line = self._selected(self.line_combo)
+        if line is not None:
+            krita_api.set_multiply(line)
+            self._document().refreshProjection()
+        self.multiply_btn.hide()
+
+    def use_flats(self):
+        self.engine_combo.setCurrentIndex(max(0, self.engine_combo.findData(FLATS)))
+        self.flats_btn.hide()
+
+    def open_setup(self):
+        from .setup_dialog import SetupDialog
+        SetupDialog(self.client, self).exec_()
+        self._fill_engines()
+
+
+def colorize_without_docker():
+    """The Colorize action when the docker is closed: active layer, 'Hints', saved engine."""
+    doc = Krita.instance().activeDocument()
+    line = doc.activeNode() if doc is not None else None
+    hint = krita_api.find_hint_layer(doc, line) if doc is not None else None
+    cfg = settings.load()
+    try:
+        job = krita_api.ColorizeJob(doc, line, hint, cfg.get("engine") or FLATS,
+                                    size=int(cfg.get("size") or 512), snap=bool(cfg.get("snap"))).prepare()
+    except UserError as e:
+        QMessageBox.information(None, "Colorize", str(e))
+        return
+    job.failed.connect(lambda msg, kind: kind != "cancelled" and QMessageBox.information(None, "Colorize", msg))
+    job.start()
+    colorize_without_docker.job = job   # keep it alive until it answers

@@ -1,0 +1,154 @@
+"""Krita layers <-> 8-bit sRGB BGRA bytes (Krita only; no numpy).
+
+Krita stores RGBA U8 pixels as B, G, R, A, which is exactly the worker's
+"BGRA8" wire format, so the common case is a plain copy.  Any other color
+model, depth or profile is converted by Krita itself (lcms) inside a private
+scratch document, so the user's document never changes and gets no undo steps
+from reading.
+"""
+from __future__ import annotations
+
+from krita import Krita, Selection  # noqa: F401  (Selection re-exported for callers)
+from PyQt5.QtCore import QByteArray
+from PyQt5.QtGui import QImage, QPainter
+
+SRGB8 = ("RGBA", "U8", "sRGB-elle-V2-srgbtrc.icc")
+# Layers whose own paint device is what the artist drew; anything else
+# (groups, vector, file, fill, clone layers) is read through its projection.
+RAW_DEVICE_TYPES = ("paintlayer",)
+
+
+def color_space(obj) -> tuple:
+    """(model, depth, profile) of a Node or Document."""
+    return (obj.colorModel(), obj.colorDepth(), obj.colorProfile())
+
+
+def is_srgb8(space) -> bool:
+    return tuple(space) == SRGB8
+
+
+def convert_bytes(data, width: int, height: int, src_space, dst_space) -> bytes:
+    """Pixels of one color space in another, converted by Krita in a scratch document."""
+    if tuple(src_space) == tuple(dst_space):
+        return bytes(data)
+    doc = Krita.instance().createDocument(width, height, "krita_alac scratch", src_space[0], src_space[1],
+                                          src_space[2], 72.0)
+    try:
+        layer = doc.topLevelNodes()[0]
+        layer.setPixelData(QByteArray(bytes(data)), 0, 0, width, height)
+        if not doc.setColorSpace(*dst_space):
+            raise RuntimeError(f"Krita could not convert {'/'.join(src_space)} to {'/'.join(dst_space)}")
+        doc.waitForDone()
+        return bytes(layer.pixelData(0, 0, width, height))
+    finally:
+        doc.close()
+
+
+def read_bgra8(node, rect) -> bytes:
+    """The layer's pixels inside rect=(x, y, w, h) in image coordinates, as sRGB BGRA8.
+
+    Layer offsets and content beyond the canvas need no special care: Krita's
+    pixelData reads in image coordinates, so reading the canvas rect crops."""
+    x, y, w, h = rect
+    if node.type() in RAW_DEVICE_TYPES:
+        data = node.pixelData(x, y, w, h)
+    else:
+        data = node.projectionPixelData(x, y, w, h)
+    return convert_bytes(data, w, h, color_space(node), SRGB8)
+
+
+def has_visible_pixels(bgra: bytes) -> bool:
+    """Any pixel with alpha > 0 (a C-speed scan of the alpha bytes)."""
+    return bgra[3::4].strip(b"\x00") != b""
+
+
+def opaque_fraction(bgra: bytes, samples: int = 4096) -> float:
+    """Share of sampled pixels that are fully opaque: a scan on white paper is ~1.0."""
+    n = len(bgra) // 4
+    if n == 0:
+        return 0.0
+    step = max(1, n // samples)
+    alphas = bgra[3::4 * step]
+    return alphas.count(255) / len(alphas)
+
+
+def selection_mask(selection, rect) -> bytes | None:
+    """One byte per pixel (0..255) of the selection inside rect, or None when there is none."""
+    if selection is None:
+        return None
+    x, y, w, h = rect
+    return bytes(selection.pixelData(x, y, w, h))
+
+
+def apply_mask(bgra: bytes, mask: bytes, width: int, height: int) -> bytes:
+    """Multiply alpha by the selection mask (QPainter DestinationIn, C speed, no numpy)."""
+    # ARGB32_Premultiplied keeps opaque pixels byte-exact; partly selected
+    # pixels get their color premultiplied, undone by the conversion below.
+    img = _premultiplied(bgra, width, height)
+    alpha = QImage(mask, width, height, width, QImage.Format_Alpha8)
+    p = QPainter(img)
+    p.setCompositionMode(QPainter.CompositionMode_DestinationIn)
+    p.drawImage(0, 0, alpha)
+    p.end()
+    return _straight_bytes(img)
+
+
+def _premultiplied(bgra: bytes, width: int, height: int) -> QImage:
+    return QImage(bgra, width, height, width * 4, QImage.Format_ARGB32).convertToFormat(
+        QImage.Format_ARGB32_Premultiplied)
+
+
+def _straight_bytes(img: QImage) -> bytes:
+    out = img.convertToFormat(QImage.Format_ARGB32)
+    ptr = out.constBits()
+    ptr.setsize(out.sizeInBytes())
+    return bytes(ptr)
+
+
+def blend_masked(before: bytes, after: bytes, mask: bytes, width: int, height: int) -> bytes:
+    """before * (1 - mask) + after * mask: recolor only the selected pixels."""
+    img = _premultiplied(before, width, height)
+    alpha = QImage(mask, width, height, width, QImage.Format_Alpha8)
+    p = QPainter(img)
+    p.setCompositionMode(QPainter.CompositionMode_DestinationOut)
+    p.drawImage(0, 0, alpha)
+    p.setCompositionMode(QPainter.CompositionMode_Plus)
+    p.drawImage(0, 0, _premultiplied(apply_mask(after, mask, width, height), width, height))
+    p.end()
+    return _straight_bytes(img)
+
+
+def write_bgra8(node, bgra: bytes, rect, doc_space) -> None:
+    """Write sRGB BGRA8 pixels into `node` (a paint layer in `doc_space`)."""
+    x, y, w, h = rect
+    data = convert_bytes(bgra, w, h, SRGB8, doc_space)
+    node.setPixelData(QByteArray(data), x, y, w, h)
+
+
+def find_node(document, unique_id: str):
+    """The node with this uniqueId string anywhere in the document, or None."""
+    if not unique_id:
+        return None
+    stack = list(document.rootNode().childNodes())
+    while stack:
+        n = stack.pop()
+        if n.uniqueId().toString() == unique_id:
+            return n
+        stack.extend(n.childNodes())
+    return None
+
+
+def all_layers(document):
+    """Every node below the root, depth first, top of the stack first."""
+    out = []
+
+    def walk(parent, depth):
+        for n in reversed(parent.childNodes()):
+            out.append((n, depth))
+            walk(n, depth + 1)
+    walk(document.rootNode(), 0)
+    return out
+
+
+def node_id(node) -> str:
+    return node.uniqueId().toString()

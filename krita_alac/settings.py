@@ -1,0 +1,45 @@
+"""The plugin's settings: a small JSON file in the user's krita_alac folder
+(store.home()), never in the plugin folder, which an update replaces.
+No Qt, no numpy: usable in Krita, the worker and tests alike."""
+from __future__ import annotations
+
+import json
+import os
+
+from . import store
+
+DEFAULTS = {
+    "python": "",            # worker interpreter chosen by the user; "" = detect
+    "engine": "flats",
+    "size": 512,             # working size (long side) for neural engines
+    "snap": False,
+    "auto": False,
+    "max_pixels": 6000 * 6000,   # above this, ask before colorizing
+    "flavour": "cpu",        # engine setup: "cpu" (onnxruntime) or "gpu" (onnxruntime-gpu)
+}
+
+
+def path() -> str:
+    return os.path.join(store.home(), "settings.json")
+
+
+def load() -> dict:
+    out = dict(DEFAULTS)
+    try:
+        with open(path(), encoding="utf-8") as f:
+            data = json.load(f)
+        if isinstance(data, dict):
+            out.update({k: v for k, v in data.items() if k in DEFAULTS})
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+def save(values: dict) -> None:
+    data = load()
+    data.update({k: v for k, v in values.items() if k in DEFAULTS})
+    os.makedirs(os.path.dirname(path()), exist_ok=True)
+    tmp = path() + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+    os.replace(tmp, path())
