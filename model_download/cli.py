@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="give up when no data arrives for S seconds (default 30)")
     d.add_argument("--retries", type=_count, default=4, metavar="N",
                    help="attempts after a dropped connection, with growing waits (default 4)")
+    d.add_argument("--retry-wait", type=_positive, default=1.0, metavar="S",
+                   help="first wait between attempts, doubled each time (default 1)")
     d.add_argument("--registry", metavar="FILE", help="use another registry file than the bundled models.json")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     return p
@@ -183,7 +185,7 @@ def cmd_install(args):
         return
     opts = Options(fp16=args.fp16, check=not args.no_check, keep_checkpoints=args.keep_checkpoints,
                    replace=args.force, fetch=FetchOptions(stall_timeout=args.stall_timeout, retries=args.retries,
-                                                          quiet=args.quiet))
+                                                          retry_wait=args.retry_wait, quiet=args.quiet))
     model = install(plan, opts)
     print(f"{model.id}: installed; use it with: krita-alac colorize --engine {model.id} ...")
 

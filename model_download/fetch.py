@@ -181,7 +181,7 @@ def _transfer(url, name, part, have, size, opts):
         with open(part, mode) as f:
             while True:
                 try:
-                    chunk = resp.read(CHUNK)
+                    chunk = resp.read1(CHUNK)  # what has arrived: a stall keeps the bytes before it
                 except socket.timeout:
                     bar.abort()
                     raise _Stalled(f"got {human_bytes(f.tell())}" + (f" of {human_bytes(expected)}" if expected else ""))
