@@ -190,7 +190,7 @@ class Staging:
 
     def commit(self, meta: dict) -> InstalledModel:
         """Write model.json and move the folder into place in one rename."""
-        meta = {**meta, "id": self.model_id}
+        meta = {"id": self.model_id, **{k: v for k, v in meta.items() if k != "id"}}
         for role in ("onnx", "fp16", "netg", "i2v"):
             rel = meta.get(role)
             if rel is not None and not os.path.isfile(os.path.join(self.folder, check_file_name(rel))):

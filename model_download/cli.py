@@ -187,7 +187,7 @@ def cmd_install(args):
                    replace=args.force, fetch=FetchOptions(stall_timeout=args.stall_timeout, retries=args.retries,
                                                           retry_wait=args.retry_wait, quiet=args.quiet))
     model = install(plan, opts)
-    print(f"{model.id}: installed; use it with: krita-alac colorize --engine {model.id} ...")
+    print(f"installed {model.id} in {model.folder}; use it with: krita-alac colorize --engine {model.id} ...")
 
 
 def main(argv=None) -> int:

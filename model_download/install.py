@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from dataclasses import dataclass, field
 
 from krita_alac import store
@@ -71,8 +70,6 @@ def install(plan: Plan, opts: Options | None = None) -> store.InstalledModel:
         model = st.commit(meta)
     for path in downloaded:
         os.unlink(path)
-    if not opts.fetch.quiet:
-        print(f"installed {model.id} in {model.folder}", file=sys.stderr)
     return model
 
 

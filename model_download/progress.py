@@ -47,7 +47,7 @@ class Progress:
                 self._write("\r" + self.line(now) + "\x1b[K")
         elif self.total:
             tenth = self.done * 10 // self.total
-            if tenth != self._last_tenth:
+            if tenth != self._last_tenth and tenth < 10:  # the last line comes from finish()
                 self._last_tenth = tenth
                 self._write(self.line(now) + "\n")
 

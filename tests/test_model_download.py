@@ -20,6 +20,7 @@ from krita_alac import store
 from krita_alac.onnx_export import ExportReport
 from model_download import convert as converter
 from model_download.cli import main
+from model_download.fetch import FetchOptions, fetch
 
 SERVER_DEADLINE_S = 120   # the server stops itself even if a test forgets to
 STALL_HOLD_S = 10         # how long a "stall" route keeps its connection silent
@@ -314,6 +315,11 @@ def test_stalled_server_aborts(home, server, tmp_path, capsys):
     assert listing(home) == before
     parts = partial_files(home)                   # what arrived is kept for the next run
     assert len(parts) == 1 and os.path.getsize(home / "models" / store.PARTIAL / parts[0]) == 1000
+    # ...and the next run continues from there.
+    server.routes["/netG.pth"].mode = "ok"
+    path = fetch(server.url("/netG.pth"), "netG.pth", sha256_of(data=data), len(data), FetchOptions(quiet=True))
+    assert server.requests[-1] == ("/netG.pth", "bytes=1000-")
+    assert open(path, "rb").read() == data
 
 
 def test_failed_conversion_leaves_store_unchanged(home, server, tmp_path, capsys):
@@ -350,6 +356,13 @@ def test_url_download_with_local_i2v(home, server, fixture_files, fake_export, c
     m = store.find_model("netg")                   # id from the file name
     assert m.onnx and m.fp16 and m.meta["source"].startswith(url)
     assert "error" not in err
+
+
+def test_list_and_remove(home, capsys):
+    code, out, _ = run(capsys, "--remove", "existing")
+    assert code == 0 and store.installed_models() == []
+    code, _, err = run(capsys, "--remove", "existing")
+    assert_one_line_error(code, err, "no installed model 'existing'")
 
 
 def test_url_needs_sha256(home, capsys):
