@@ -139,14 +139,16 @@ class ColorizeJob(QObject):
             raise UserError("the hint layer and the line-art layer are the same layer")
         self.rect, sel = work_rect(doc)
         x, y, w, h = self.rect
+        W, H = doc.width(), doc.height()
         limit = int(settings.load().get("max_pixels") or 0)
         if limit and w * h > limit and not self.force:
-            raise TooLargeError(f"the area to colorize is {w}x{h} ({w * h / 1e6:.1f} MP), above the "
-                                f"{limit / 1e6:.0f} MP limit: it may be slow and use much memory")
+            raise TooLargeError(f"the area to colorize is {w}x{h} pixels, more than the limit of {limit} pixels "
+                                f"(about {limit ** 0.5:.0f}x{limit ** 0.5:.0f}): it may be slow and use much memory")
         self._lines = krita_io.read_bgra8(line, self.rect)
-        if not krita_io.has_visible_pixels(self._lines):
-            raise UserError(f"the line-art layer '{line.name()}' is empty"
-                            + (" inside the selection" if sel is not None else ""))
+        # A selection may well hold no ink (inside one region); the layer itself must not be empty.
+        if (not krita_io.has_visible_pixels(self._lines)
+                and (sel is None or not krita_io.has_visible_pixels(krita_io.read_bgra8(line, (0, 0, W, H))))):
+            raise UserError(f"the line-art layer '{line.name()}' is empty")
         if krita_io.opaque_fraction(self._lines) >= OPAQUE_LINE_ART and line.blendingMode() != "multiply":
             self.notes.append("opaque")
         self._hints = None

@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""Build dist/krita_alac-<version>.zip for Krita's
+"Tools > Scripts > Import Python Plugin from File...".
+
+Layout (what Krita's importer looks for):
+  krita_alac.desktop          plugin entry, X-KDE-Library=krita_alac
+  krita_alac.action           copied by the importer to Krita's actions folder
+  krita_alac/                 explicit directory entry: the importer finds the
+  krita_alac/__init__.py      package by its "krita_alac/" entry, then copies it
+  krita_alac/*.py, Manual.html, LICENSE
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+import zipfile
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+PACKAGE = "krita_alac"
+PACKAGE_FILES = (".py", ".html")   # what goes into the package folder besides LICENSE and the .action
+
+
+def version() -> str:
+    with open(os.path.join(ROOT, PACKAGE, "__init__.py"), encoding="utf-8") as f:
+        return re.search(r'^__version__\s*=\s*"([^"]+)"', f.read(), re.M).group(1)
+
+
+def package_files() -> list:
+    folder = os.path.join(ROOT, PACKAGE)
+    names = sorted(n for n in os.listdir(folder)
+                   if n.endswith(PACKAGE_FILES) and os.path.isfile(os.path.join(folder, n)))
+    return [os.path.join(PACKAGE, n) for n in names]
+
+
+def _add_dir(z: zipfile.ZipFile, name: str):
+    info = zipfile.ZipInfo(name.rstrip("/") + "/", date_time=(2026, 1, 1, 0, 0, 0))
+    info.external_attr = (0o40755 << 16) | 0x10   # a directory, for every unzip tool
+    z.writestr(info, b"")
+
+
+def _add_file(z: zipfile.ZipFile, src: str, arcname: str):
+    info = zipfile.ZipInfo(arcname, date_time=(2026, 1, 1, 0, 0, 0))
+    info.external_attr = 0o644 << 16
+    info.compress_type = zipfile.ZIP_DEFLATED
+    with open(src, "rb") as f:
+        z.writestr(info, f.read())
+
+
+def build(out_dir: str | None = None) -> str:
+    out_dir = out_dir or os.path.join(ROOT, "dist")
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, f"{PACKAGE}-{version()}.zip")
+    tmp = path + ".part"
+    with zipfile.ZipFile(tmp, "w") as z:
+        _add_file(z, os.path.join(ROOT, f"{PACKAGE}.desktop"), f"{PACKAGE}.desktop")
+        _add_file(z, os.path.join(ROOT, PACKAGE, f"{PACKAGE}.action"), f"{PACKAGE}.action")
+        _add_dir(z, PACKAGE)
+        for rel in package_files():
+            _add_file(z, os.path.join(ROOT, rel), rel.replace(os.sep, "/"))
+        _add_file(z, os.path.join(ROOT, "LICENSE"), f"{PACKAGE}/LICENSE")
+    os.replace(tmp, path)
+    return path
+
+
+if __name__ == "__main__":
+    print(build(sys.argv[1] if len(sys.argv) > 1 else None))

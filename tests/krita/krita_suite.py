@@ -1,0 +1,482 @@
+"""Scenarios run inside real Krita (kritarunner), one Krita start for all.
+
+Driven by tests/test_krita.py:
+  KRITA_ALAC_SUITE=<config.json> kritarunner -s krita_suite -f run
+The config names the scenarios, an output folder and the ONNX model; each
+scenario returns plain facts (layer order, pixel values, hashes, timings) that
+the pytest side asserts on.  Everything goes through krita_alac.colorize /
+ColorizeJob and the real worker process, as the docker does.
+"""
+import hashlib
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+
+from krita import Krita, Selection
+from PyQt5.QtCore import QByteArray, QElapsedTimer, QEventLoop, QTimer
+
+import krita_alac
+from krita_alac import krita_api, krita_io, settings, worker_client
+from krita_alac.errors import UserError
+
+INK = b"\x00\x00\x00\xff"
+RED = (230, 40, 30)      # RGB
+BLUE = (30, 60, 220)
+CFG = {}
+
+
+# -- building documents ----------------------------------------------------
+def new_doc(w, h, model="RGBA", depth="U8", profile=""):
+    d = Krita.instance().createDocument(w, h, "krita_alac test", model, depth, profile, 72.0)
+    return d
+
+
+def add_layer(doc, name, parent=None, above=None):
+    n = doc.createNode(name, "paintlayer")
+    (parent or doc.rootNode()).addChildNode(n, above)
+    return n
+
+
+def box_lines(w, h, boxes, width=3):
+    """BGRA8 bytes: transparent paper with the outlines of axis-aligned boxes."""
+    buf = bytearray(w * h * 4)
+    ink_row = INK * w
+    for (x0, y0, x1, y1) in boxes:
+        for y in range(max(0, y0), min(h, y1 + 1)):
+            if y < y0 + width or y > y1 - width:
+                a, b = max(0, x0), min(w, x1 + 1)
+                buf[(y * w + a) * 4:(y * w + b) * 4] = ink_row[: (b - a) * 4]
+            else:
+                for xs in (x0, x1 - width + 1):
+                    a, b = max(0, xs), min(w, xs + width)
+                    if b > a:
+                        buf[(y * w + a) * 4:(y * w + b) * 4] = ink_row[: (b - a) * 4]
+    return bytes(buf)
+
+
+def dots(w, h, spots, r=4):
+    """BGRA8 bytes: square color dots {(x, y): (R, G, B)}."""
+    buf = bytearray(w * h * 4)
+    for (cx, cy), (R, G, B) in spots.items():
+        px = bytes((B, G, R, 255)) * (2 * r)
+        for y in range(cy - r, cy + r):
+            buf[(y * w + cx - r) * 4:(y * w + cx + r) * 4] = px
+    return bytes(buf)
+
+
+def put(node, bgra8, w, h):
+    """Write sRGB BGRA8 into a node of any color space (test setup only)."""
+    data = krita_io.convert_bytes(bgra8, w, h, krita_io.SRGB8, krita_io.color_space(node))
+    node.setPixelData(QByteArray(data), 0, 0, w, h)
+
+
+def rgb_at(bgra, w, x, y):
+    i = (y * w + x) * 4
+    b, g, r, a = bgra[i:i + 4]
+    return [r, g, b, a]
+
+
+def raw_hash(node, doc):
+    return hashlib.sha1(bytes(node.pixelData(0, 0, doc.width(), doc.height()))).hexdigest()
+
+
+def siblings(node):
+    return [n.name() for n in node.parentNode().childNodes()]   # bottom first
+
+
+def place(result, line):
+    """Facts about where the result went relative to the line art."""
+    names = [krita_io.node_id(n) for n in line.parentNode().childNodes()]
+    return {"same_parent": krita_io.node_id(result.parentNode()) == krita_io.node_id(line.parentNode()),
+            "directly_below": names.index(krita_io.node_id(result)) == names.index(krita_io.node_id(line)) - 1}
+
+
+def read8(node, doc):
+    return krita_io.read_bgra8(node, (0, 0, doc.width(), doc.height()))
+
+
+def scene(doc_args=(256, 256), **kw):
+    """Background + Lines (one box) + Hints (red inside, blue outside)."""
+    w, h = doc_args[:2]
+    doc = new_doc(*doc_args, **kw)
+    lines = add_layer(doc, "Lines")
+    put(lines, box_lines(w, h, [(60, 60, 190, 190)]), w, h)
+    hints = add_layer(doc, "Hints")
+    hints_bgra = dots(w, h, {(120, 120): RED, (20, 20): BLUE})
+    return doc, lines, hints, hints_bgra
+
+
+def expect_error(fn):
+    try:
+        fn()
+    except UserError as e:
+        return {"type": type(e).__name__, "message": str(e)}
+    return None
+
+
+# -- scenarios ----------------------------------------------------------------
+def s_rgba8():
+    w = h = 256
+    doc, lines, hints, hb = scene()
+    put(hints, hb, w, h)
+    before = {"lines": raw_hash(lines, doc), "hints": raw_hash(hints, doc)}
+    res = krita_alac.colorize(doc, lines, hints, engine="flats", timeout=120)
+    job = krita_api.colorize.last_job
+    px = read8(res, doc)
+    facts = {"name": res.name(), "type": res.type(), "order": siblings(lines), **place(res, lines),
+             "inside": rgb_at(px, w, 120, 140), "outside": rgb_at(px, w, 10, 240), "bytes": len(px),
+             "engine": job.reply.get("engine"), "device": job.reply.get("device"),
+             "depth": res.colorDepth(), "notes": job.notes}
+    first_id = krita_io.node_id(res)
+    res2 = krita_alac.colorize(doc, lines, hints, engine="flats", timeout=120)
+    facts["rerun_order"] = siblings(lines)
+    facts["rerun_replaced"] = krita_io.find_node(doc, first_id) is None and krita_io.node_id(res2) != first_id
+    res2.setName("My flats")                    # the artist keeps this one
+    res3 = krita_alac.colorize(doc, lines, hints, engine="flats", timeout=120)
+    facts["after_rename_order"] = siblings(lines)
+    facts["after_rename_kept"] = krita_io.find_node(doc, krita_io.node_id(res2)) is not None
+    res3.setLocked(True)
+    res4 = krita_alac.colorize(doc, lines, hints, engine="flats", timeout=120)
+    facts["after_lock_kept"] = krita_io.find_node(doc, krita_io.node_id(res3)) is not None
+    facts["after_lock_order"] = siblings(lines)
+    facts["sources_unchanged"] = before == {"lines": raw_hash(lines, doc), "hints": raw_hash(hints, doc)}
+    path = os.path.join(CFG["out"], "rgba8.kra")
+    doc.saveAs(path)
+    doc.waitForDone()
+    facts["records"] = krita_api.load_records(doc)
+    lines_id, res4_id = krita_io.node_id(lines), krita_io.node_id(res4)
+    doc.close()
+    re = Krita.instance().openDocument(path)
+    rl = krita_io.find_node(re, lines_id)
+    rr = krita_io.find_node(re, res4_id)
+    facts["reopened"] = {"order": siblings(rl), "result_found": rr is not None,
+                         "record": krita_api.load_records(re).get(lines_id, {}).get("result") == res4_id,
+                         "inside": rgb_at(read8(rr, re), w, 120, 140), **place(rr, rl)}
+    re.close()
+    return facts
+
+
+def s_rgba16():
+    w = h = 256
+    doc, lines, hints, hb = scene((w, h), model="RGBA", depth="U16", profile="sRGB-elle-V2-g10.icc")
+    put(hints, hb, w, h)
+    before = {"lines": raw_hash(lines, doc), "hints": raw_hash(hints, doc)}
+    res = krita_alac.colorize(doc, lines, hints, engine="flats", timeout=120)
+    px = read8(res, doc)
+    out = {"space": krita_io.color_space(res), "doc_space": krita_io.color_space(doc), **place(res, lines),
+           "inside": rgb_at(px, w, 120, 140), "outside": rgb_at(px, w, 10, 240),
+           "sources_unchanged": before == {"lines": raw_hash(lines, doc), "hints": raw_hash(hints, doc)}}
+    doc.close()
+    return out
+
+
+def s_graya():
+    w = h = 256
+    doc, lines, hints, hb = scene((w, h), model="GRAYA", depth="U8", profile="")
+    hints.setColorSpace(*krita_io.SRGB8)          # colored hints in a gray document
+    put(hints, hb, w, h)
+    before = {"lines": raw_hash(lines, doc), "hints": raw_hash(hints, doc)}
+    res = krita_alac.colorize(doc, lines, hints, engine="flats", timeout=120)
+    raw = bytes(res.pixelData(0, 0, w, h))
+    expect = {k: list(krita_io.convert_bytes(bytes((c[2], c[1], c[0], 255)), 1, 1, krita_io.SRGB8,
+                                             krita_io.color_space(doc))) for k, c in (("red", RED), ("blue", BLUE))}
+    out = {"space": krita_io.color_space(res), "hint_space": krita_io.color_space(hints), **place(res, lines),
+           "raw_bytes_per_px": len(raw) // (w * h), "inside_gray": list(raw[(140 * w + 120) * 2:(140 * w + 120) * 2 + 2]),
+           "outside_gray": list(raw[(240 * w + 10) * 2:(240 * w + 10) * 2 + 2]), "expect": expect,
+           "sources_unchanged": before == {"lines": raw_hash(lines, doc), "hints": raw_hash(hints, doc)}}
+    doc.close()
+    return out
+
+
+def s_offset_group():
+    """Line art moved by an offset (partly off canvas) inside a group, at the bottom of it."""
+    w = h = 256
+    doc = new_doc(w, h)
+    group = doc.createGroupLayer("Inks")
+    doc.rootNode().addChildNode(group, None)
+    lines = add_layer(doc, "Lines", parent=group)
+    put(lines, box_lines(w, h, [(60, 60, 190, 190)]), w, h)
+    lines.move(100, 0)                                  # box now spans x=160..290, beyond the canvas
+    doc.waitForDone()
+    hints = add_layer(doc, "Hints")
+    put(hints, dots(w, h, {(220, 120): RED, (40, 40): BLUE}), w, h)
+    b = lines.bounds()
+    res = krita_alac.colorize(doc, lines, hints, engine="flats", timeout=120)
+    px = read8(res, doc)
+    out = {"bounds": [b.x(), b.y(), b.width(), b.height()], "group_children": siblings(lines), **place(res, lines),
+           "inside": rgb_at(px, w, 220, 140), "left_of_box": rgb_at(px, w, 100, 140), "bytes": len(px),
+           "result_bounds_in_canvas": res.bounds().right() < w}
+    doc.close()
+    # A group layer as line art is read through its projection (a fresh group:
+    # the one above now also holds the colors).
+    doc = new_doc(w, h)
+    group = doc.createGroupLayer("Inks")
+    doc.rootNode().addChildNode(group, None)
+    inner = add_layer(doc, "Lines", parent=group)
+    put(inner, box_lines(w, h, [(60, 60, 190, 190)]), w, h)
+    hints = add_layer(doc, "Hints")
+    put(hints, dots(w, h, {(120, 120): RED, (20, 20): BLUE}), w, h)
+    doc.refreshProjection()
+    res_g = krita_alac.colorize(doc, group, hints, engine="flats", timeout=120)
+    pg = read8(res_g, doc)
+    out["group_as_lines"] = {"order": [n.name() for n in doc.rootNode().childNodes()], **place(res_g, group),
+                             "inside": rgb_at(pg, w, 120, 140), "outside": rgb_at(pg, w, 10, 240)}
+    doc.close()
+    return out
+
+
+def s_selection():
+    w = h = 256
+    doc, lines, hints, hb = scene()
+    put(hints, hb, w, h)
+    sel = Selection()
+    sel.select(100, 100, 120, 40, 255)    # inside the box and across its right edge
+    doc.setSelection(sel)
+    res = krita_alac.colorize(doc, lines, hints, engine="flats", timeout=120)
+    job = krita_api.colorize.last_job
+    px = read8(res, doc)
+    b = res.bounds()
+    out = {"rect": list(job.rect), "bounds": [b.x(), b.y(), b.width(), b.height()],
+           "in_sel": rgb_at(px, w, 120, 120), "out_sel": rgb_at(px, w, 120, 170), "far": rgb_at(px, w, 10, 10)}
+    # A selection holding no ink at all (inside one region) is fine too.
+    sel_in = Selection()
+    sel_in.select(100, 100, 40, 40, 255)
+    doc.setSelection(sel_in)
+    inner = krita_alac.colorize(doc, lines, hints, engine="flats", timeout=120)
+    out["no_ink_selection"] = rgb_at(read8(inner, doc), w, 120, 120)
+    # Recolor part of an existing result: outside the new selection the old colors stay.
+    doc.setSelection(None)
+    full = krita_alac.colorize(doc, lines, hints, engine="flats", timeout=120)
+    put(hints, dots(w, h, {(120, 120): BLUE, (20, 20): BLUE}), w, h)
+    sel2 = Selection()
+    sel2.select(60, 60, 130, 60, 255)   # top part of the box only
+    doc.setSelection(sel2)
+    part = krita_alac.colorize(doc, lines, hints, engine="flats", timeout=120)
+    pp = read8(part, doc)
+    out["partial"] = {"replaced_full": krita_io.find_node(doc, krita_io.node_id(full)) is None,
+                      "top": rgb_at(pp, w, 120, 100), "bottom": rgb_at(pp, w, 120, 170),
+                      "outside_box": rgb_at(pp, w, 10, 240)}
+    doc.close()
+    return out
+
+
+def s_onnx():
+    w = h = 256
+    doc, lines, hints, hb = scene()
+    put(hints, hb, w, h)
+    before = raw_hash(lines, doc)
+    res = krita_alac.colorize(doc, lines, hints, engine=CFG["onnx"], size=256, timeout=300)
+    job = krita_api.colorize.last_job
+    px = read8(res, doc)
+    alphas = set(px[3::4])
+    out = {"name": res.name(), "engine": job.reply.get("engine"), "device": job.reply.get("device"),
+           **place(res, lines), "bytes": len(px), "alpha_values": sorted(alphas)[:5],
+           "inside": rgb_at(px, w, 120, 140), "sources_unchanged": before == raw_hash(lines, doc),
+           "seconds": job.reply.get("seconds")}
+    # Snap-to-flats goes through the same path.
+    snapped = krita_alac.colorize(doc, lines, hints, engine=CFG["onnx"], size=256, snap=True, timeout=300)
+    out["snap_engine"] = krita_api.colorize.last_job.reply.get("engine")
+    out["snap_replaced"] = krita_io.find_node(doc, krita_io.node_id(res)) is None and snapped is not None
+    doc.close()
+    return out
+
+
+def grid_scene(n, cells=8):
+    doc = new_doc(n, n)
+    step = n // cells
+    boxes = [(i * step + 4, j * step + 4, (i + 1) * step - 4, (j + 1) * step - 4)
+             for i in range(cells) for j in range(cells)]
+    lines = add_layer(doc, "Lines")
+    lines.setPixelData(QByteArray(box_lines(n, n, boxes, width=4)), 0, 0, n, n)
+    hints = add_layer(doc, "Hints")
+    spots = {(i * step + step // 2, j * step + step // 2): (RED if (i + j) % 2 else BLUE)
+             for i in range(cells) for j in range(cells)}
+    hints.setPixelData(QByteArray(dots(n, n, spots, r=6)), 0, 0, n, n)
+    return doc, lines, hints
+
+
+def run_job_measured(job_factory, timeout_s=120):
+    """Run a job the way the docker does (wait=False) with a 10 ms heartbeat
+    timer; returns (outcome, seconds, max heartbeat gap in ms)."""
+    loop = QEventLoop()
+    outcome = {}
+    gaps = {"max": 0.0}
+    clock = QElapsedTimer()
+    clock.start()
+    last = {"t": clock.elapsed()}
+
+    def beat():
+        now = clock.elapsed()
+        gaps["max"] = max(gaps["max"], now - last["t"])
+        last["t"] = now
+    hb = QTimer()
+    hb.setInterval(10)
+    hb.timeout.connect(beat)
+    hb.start()
+    t0 = time.perf_counter()
+    # The "click": let the heartbeat run first, then start in the event loop.
+    def click():
+        last["t"] = clock.elapsed()
+        try:
+            job = job_factory()
+            outcome["job"] = job
+            job.done.connect(lambda node: (outcome.setdefault("node", node), loop.quit()))
+            job.failed.connect(lambda m, k: (outcome.setdefault("error", (m, k)), loop.quit()))
+            job.prepare().start() if job.rect is None else job.start()
+        except UserError as e:
+            outcome["error"] = (str(e), "user")
+            loop.quit()
+    QTimer.singleShot(30, click)
+    QTimer.singleShot(timeout_s * 1000, loop.quit)
+    t0 = time.perf_counter()
+    loop.exec_()
+    hb.stop()
+    beat()
+    return outcome, time.perf_counter() - t0 - 0.03, gaps["max"]
+
+
+def s_timing_2048():
+    client = worker_client.shared()
+    doc, lines, hints = grid_scene(2048)
+    # Warm the worker (first start imports numpy/scipy) like a second click would.
+    krita_alac.colorize(doc, lines, hints, engine="flats", timeout=120)
+    outcome, secs, gap = run_job_measured(lambda: krita_api.ColorizeJob(doc, lines, hints, "flats", client=client))
+    job = outcome.get("job")
+    out = {"ok": "node" in outcome, "error": outcome.get("error"), "seconds": secs, "max_gap_ms": gap,
+           "timings": job.timings if job else None, "worker_seconds": job.reply.get("seconds") if job else None}
+    px = read8(outcome["node"], doc) if "node" in outcome else b""
+    out["cell_colors"] = [rgb_at(px, 2048, 128, 100), rgb_at(px, 2048, 384, 100)] if px else None
+    doc.close()
+    return out
+
+
+def s_io_4096():
+    n = 4096
+    doc = new_doc(n, n)
+    lines = add_layer(doc, "Lines")
+    lines.setPixelData(QByteArray(box_lines(n, n, [(100, 100, 4000, 4000)])), 0, 0, n, n)
+    t0 = time.perf_counter()
+    data = krita_io.read_bgra8(lines, (0, 0, n, n))
+    t_read = time.perf_counter() - t0
+    fake = bytes((40, 80, 200, 255)) * (n * n)
+    t0 = time.perf_counter()
+    node = krita_api.write_result(doc, lines, fake, (0, 0, n, n), None, "Flats")
+    t_write = time.perf_counter() - t0
+    sample = rgb_at(read8(node, doc), n, 2000, 2000)
+    doc.close()
+    return {"read_s": t_read, "write_s": t_write, "read_bytes": len(data), "sample": sample}
+
+
+def s_kill_midrun():
+    client = worker_client.shared()
+    doc, lines, hints = grid_scene(2048, cells=16)
+    before = {"lines": raw_hash(lines, doc), "hints": raw_hash(hints, doc)}
+    layers_before = [n.name() for n in doc.rootNode().childNodes()]
+    loop = QEventLoop()
+    outcome = {}
+    job = krita_api.ColorizeJob(doc, lines, hints, "flats", client=client).prepare()
+    job.failed.connect(lambda m, k: (outcome.setdefault("error", [m, k]), loop.quit()))
+    job.done.connect(lambda node: (outcome.setdefault("node", True), loop.quit()))
+    job.start()
+    pid_holder = {}
+
+    def kill():
+        pid_holder["pid"] = client.pid()
+        if pid_holder["pid"]:
+            os.kill(pid_holder["pid"], signal.SIGKILL)
+    # Kill as soon as the worker has the request (first progress report), else after 0.3 s.
+    job.progress.connect(lambda v, t: "pid" not in pid_holder and kill())
+    QTimer.singleShot(300, lambda: "pid" not in pid_holder and kill())
+    QTimer.singleShot(60000, loop.quit)
+    loop.exec_()
+    out = {"outcome": outcome, "killed_pid": pid_holder.get("pid"), "state_after": client.state,
+           "layers_after": [n.name() for n in doc.rootNode().childNodes()], "layers_before": layers_before,
+           "sources_unchanged": before == {"lines": raw_hash(lines, doc), "hints": raw_hash(hints, doc)}}
+    res = krita_alac.colorize(doc, lines, hints, engine="flats", timeout=120)
+    out["next_run"] = {"name": res.name(), "new_pid": client.pid(), "layers": [n.name() for n in doc.rootNode().childNodes()]}
+    # Cancel (the docker's button) ends a run the same way, without an error.
+    job2 = krita_api.ColorizeJob(doc, lines, hints, "flats", client=client).prepare()
+    got = {}
+    job2.failed.connect(lambda m, k: (got.setdefault("failed", [m, k]), loop.quit()))
+    job2.done.connect(lambda node: (got.setdefault("done", True), loop.quit()))
+    job2.start()
+    QTimer.singleShot(100, job2.cancel)
+    loop.exec_()
+    out["cancel"] = got
+    out["after_cancel"] = krita_alac.colorize(doc, lines, hints, engine="flats", timeout=120).name()
+    doc.close()
+    return out
+
+
+def s_errors():
+    w = h = 128
+    out = {}
+    out["no_document"] = expect_error(lambda: krita_alac.colorize(None, None))
+    doc = new_doc(w, h)
+    empty = add_layer(doc, "Empty")
+    out["no_layer"] = expect_error(lambda: krita_alac.colorize(doc, None))
+    out["empty_lines"] = expect_error(lambda: krita_alac.colorize(doc, empty, None, timeout=60))
+    lines = add_layer(doc, "Lines")
+    put(lines, box_lines(w, h, [(20, 20, 100, 100)]), w, h)
+    out["no_hints"] = expect_error(lambda: krita_alac.colorize(doc, lines, None, timeout=60))
+    hints = add_layer(doc, "Hints")
+    put(hints, dots(w, h, {(60, 60): RED}), w, h)
+    out["missing_model"] = expect_error(lambda: krita_alac.colorize(doc, lines, hints, engine="no-such-model",
+                                                                    timeout=60))
+    settings.save({"max_pixels": 100 * 100})
+    out["too_large"] = expect_error(lambda: krita_alac.colorize(doc, lines, hints, timeout=60))
+    forced = krita_alac.colorize(doc, lines, hints, force=True, timeout=60)
+    out["too_large_forced"] = forced.name()
+    settings.save({"max_pixels": 6000 * 6000})
+    # Opaque line art (a scan on white) is noticed and can be set to Multiply.
+    scan = add_layer(doc, "Scan")
+    white = bytearray(b"\xff" * (w * h * 4))
+    ink = box_lines(w, h, [(20, 20, 100, 100)])
+    for i in range(0, len(ink), 4):
+        if ink[i + 3]:
+            white[i:i + 3] = b"\x00\x00\x00"
+    put(scan, bytes(white), w, h)
+    krita_alac.colorize(doc, scan, hints, timeout=60)
+    out["opaque_notes"] = krita_api.colorize.last_job.notes
+    krita_api.set_multiply(scan)
+    out["blending_after"] = scan.blendingMode()
+    # No usable Python: a fresh client with nothing on PATH and a Python without numpy.
+    saved = {k: os.environ.get(k) for k in ("PATH", "KRITA_ALAC_PYTHON")}
+    os.environ["PATH"] = "/nonexistent"
+    os.environ["KRITA_ALAC_PYTHON"] = CFG["bare_python"]
+    try:
+        client = worker_client.WorkerClient()
+        out["no_python"] = expect_error(lambda: krita_alac.colorize(doc, lines, hints, client=client, timeout=60))
+        out["no_python_state"] = client.state
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    doc.close()
+    return out
+
+
+SCENARIOS = {name[2:]: fn for name, fn in globals().items() if name.startswith("s_")}
+
+
+def run(arg=None):
+    global CFG
+    with open(os.environ["KRITA_ALAC_SUITE"], encoding="utf-8") as f:
+        CFG = json.load(f)
+    results = {"python": sys.version, "krita": Krita.instance().version()}
+    for name in CFG["scenarios"]:
+        t0 = time.perf_counter()
+        try:
+            results[name] = SCENARIOS[name]()
+        except Exception:  # noqa: BLE001  reported to pytest, which fails the test
+            results[name] = {"error": traceback.format_exc()}
+        results[name]["_seconds"] = round(time.perf_counter() - t0, 3)
+        with open(os.path.join(CFG["out"], "results.json"), "w", encoding="utf-8") as f:
+            json.dump(results, f, indent=1, default=str)
+        print(f"krita_suite: {name} done in {time.perf_counter() - t0:.1f}s", flush=True)
+    worker_client.shared().kill_now()
