@@ -17,10 +17,11 @@ def colorize(document, line_layer, hint_layer=None, engine="flats", wait=True, *
 
 def _in_krita():
     try:
-        import krita  # noqa: F401
+        import krita
     except ImportError:
         return False
-    return True
+    # A stray folder named "krita" on sys.path imports as an empty namespace package.
+    return hasattr(krita, "Krita")
 
 
 if _in_krita():

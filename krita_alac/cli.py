@@ -1,4 +1,4 @@
-"""`krita-alac`: convert, colorize, flats, info.
+"""`krita-alac`: convert, colorize, flats, lines, info.
 
 User errors print one line ("krita-alac: error: ...") and exit 1; argparse
 usage errors exit 2.  Tracebacks are for bugs only.
@@ -67,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--gap", type=_gap, default=None, help="close line gaps up to this many pixels (default: from line width)")
     f.add_argument("--fill", choices=("nearest", "none"), default="nearest")
     f.add_argument("--labels", help="also write the region map (16-bit PNG, or .npy)")
+
+    ln = sub.add_parser("lines", help="extract line art from a colored picture")
+    ln.add_argument("image")
+    ln.add_argument("-o", "--output", required=True)
+    ln.add_argument("--method", choices=("xdog",), default="xdog")
+    ln.add_argument("--thickness", type=float, default=1.0, help="line thickness factor (default 1)")
+    ln.add_argument("--white", action="store_true", help="black lines on white instead of on transparency")
 
     sub.add_parser("info", help="versions, execution providers, devices and installed models")
     return p
@@ -141,6 +148,15 @@ def cmd_flats(args):
     print(f"{int(f.labels.max())} regions, gap {f.gap:g} px -> {args.output}")
 
 
+def cmd_lines(args):
+    from .imaging import read_rgba, write_png
+    from .lines import extract_lines
+    _check_output(args.output)
+    out = extract_lines(read_rgba(args.image, "picture"), args.method, args.thickness, transparent=not args.white)
+    write_png(args.output, out)
+    print(f"{args.method} lines -> {args.output}")
+
+
 def cmd_info(args):
     from . import store
     print(f"krita_alac {__version__}, Python {sys.version.split()[0]}")
@@ -166,7 +182,8 @@ def cmd_info(args):
         print(f"  {m.id}: {m.label} [{m.kind}] {files}")
 
 
-COMMANDS = {"convert": cmd_convert, "colorize": cmd_colorize, "flats": cmd_flats, "info": cmd_info}
+COMMANDS = {"convert": cmd_convert, "colorize": cmd_colorize, "flats": cmd_flats, "lines": cmd_lines,
+            "info": cmd_info}
 
 
 def main(argv=None) -> int:

@@ -78,10 +78,18 @@ def rgba_to_bgra_bytes(rgba: np.ndarray) -> bytes:
 # --- line art -------------------------------------------------------------
 
 def luminance(rgba: np.ndarray) -> np.ndarray:
-    """Luminance in [0, 1] of the image composited over white paper."""
-    rgb = rgba[..., :3].astype(np.float32) @ (LUMA / 255.0)
-    a = rgba[..., 3].astype(np.float32) / 255.0
-    return rgb * a + (1.0 - a)
+    """Luminance in [0, 1] of the image composited over white paper (float32)."""
+    k = (LUMA / 255.0).astype(np.float32)
+    lum = rgba[..., 0] * k[0]
+    lum += rgba[..., 1] * k[1]
+    lum += rgba[..., 2] * k[2]
+    alpha = rgba[..., 3]
+    if alpha.min() < 255:
+        # lum * a + (1 - a)  ==  1 - a * (1 - lum)
+        lum -= 1.0
+        lum *= alpha * np.float32(1 / 255.0)
+        lum += 1.0
+    return lum
 
 
 def line_darkness(rgba: np.ndarray) -> np.ndarray:
