@@ -176,7 +176,7 @@ def _local_file(path: str) -> str:
 
 def cmd_install(args):
     if args.id:
-        if args.netg or args.url or args.name:
+        if args.netg or args.url or args.name or args.i2v or args.i2v_url or args.sha256:
             raise UserError("give a registry id or --netg/--url files, not both")
         plan = plan_registry(args)
     else:

@@ -187,8 +187,10 @@ def _transfer(url, name, part, have, size, opts):
                     raise _Stalled(f"got {human_bytes(f.tell())}" + (f" of {human_bytes(expected)}" if expected else ""))
                 except (http.client.HTTPException, OSError) as e:
                     bar.abort()
-                    f.flush()
                     raise _Retry(f"connection lost after {human_bytes(f.tell())} ({type(e).__name__})")
+                except KeyboardInterrupt:
+                    bar.abort()  # the "interrupted" message gets a line of its own
+                    raise
                 if not chunk:
                     break
                 f.write(chunk)
