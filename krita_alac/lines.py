@@ -20,8 +20,8 @@ METHODS = ("xdog",)
 
 @dataclass(frozen=True)
 class XDoGParams:
-    sigma: float = 0.6      # inner blur (pixels); line thickness grows with it
-    k: float = 4.5          # outer blur = k * sigma, as in AlacGAN's data pipeline
+    sigma: float = 0.8      # inner blur (pixels); line thickness grows with it
+    k: float = 2.0          # outer blur = k * sigma; larger k gives thicker, bolder lines
     tau: float = 0.95
     eps: float = -0.01      # on luminance in [0, 1]
     phi: float = 200.0      # softness of the threshold: large = hard, binary lines
@@ -30,7 +30,7 @@ class XDoGParams:
     def for_thickness(cls, thickness: float) -> "XDoGParams":
         if not (0 < thickness <= 20):
             raise UserError(f"line thickness must be between 0 and 20, got {thickness:g}")
-        return cls(sigma=0.6 * thickness)
+        return cls(sigma=0.8 * thickness)
 
 
 def _gauss_small(x: np.ndarray, sigma: float) -> np.ndarray:
@@ -53,13 +53,15 @@ def _gauss_small(x: np.ndarray, sigma: float) -> np.ndarray:
 
 def _gauss_large(x: np.ndarray, sigma: float) -> np.ndarray:
     """A wide blur is smooth: compute it at reduced size and interpolate back."""
-    f = max(1, int(round(sigma / 1.35)))
+    f = max(1, int(sigma / 0.75))
     if f == 1:
-        return ndi.gaussian_filter(x, sigma, truncate=3.0)
+        return _gauss_small(x, sigma)
     from PIL import Image
     h, w = x.shape
     small = Image.fromarray(x, "F").resize((max(1, w // f), max(1, h // f)), Image.Resampling.BOX)
-    s = ndi.gaussian_filter(np.asarray(small, np.float32), sigma / f, truncate=3.0)
+    # Box reduction and bilinear enlargement blur too (variance ~(f^2 - 1) / 6): blur less.
+    extra = (f * f - 1) / 6.0
+    s = ndi.gaussian_filter(np.asarray(small, np.float32), np.sqrt(max(sigma ** 2 - extra, 0.25)) / f, truncate=3.0)
     return np.array(Image.fromarray(s, "F").resize((w, h), Image.Resampling.BILINEAR), np.float32)
 
 
