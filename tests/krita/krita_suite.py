@@ -345,7 +345,7 @@ def s_timing_2048():
     krita_alac.colorize(doc, lines, hints, engine="flats", timeout=120)
     outcome, secs, gap = run_job_measured(lambda: krita_api.ColorizeJob(doc, lines, hints, "flats", client=client))
     job = outcome.get("job")
-    out = {"ok": "node" in outcome, "error": outcome.get("error"), "seconds": secs, "max_gap_ms": gap,
+    out = {"ok": "node" in outcome, "failure": outcome.get("error"), "seconds": secs, "max_gap_ms": gap,
            "timings": job.timings if job else None, "worker_seconds": job.reply.get("seconds") if job else None}
     px = read8(outcome["node"], doc) if "node" in outcome else b""
     out["cell_colors"] = [rgb_at(px, 2048, 128, 100), rgb_at(px, 2048, 384, 100)] if px else None

@@ -1,0 +1,204 @@
+"""krita_alac inside real Krita (kritarunner, offscreen), through the same
+code path as the docker: krita_api + the worker process.
+
+All scenarios of tests/krita/krita_suite.py run in one Krita start (Krita
+takes ~10 s to start); each test below asserts on the facts one scenario
+reported.  Krita must be installed: without it these tests fail, not skip.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SUITE_DIR = os.path.join(ROOT, "tests", "krita")
+SCENARIOS = ["rgba8", "rgba16", "graya", "offset_group", "selection", "errors", "onnx", "timing_2048",
+             "io_4096", "kill_midrun"]
+BARE_PYTHON = "/usr/bin/python3"   # Debian's Python as Krita embeds it: no numpy
+
+
+def krita_env(tmp, **extra):
+    """A private Krita config/data/cache and krita_alac home, worker = this Python."""
+    env = dict(os.environ)
+    for k in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"):
+        env[k] = os.path.join(tmp, k.lower())
+        os.makedirs(env[k], exist_ok=True)
+    env.update(KRITA_ALAC_HOME=os.path.join(tmp, "alac_home"), KRITA_ALAC_PYTHON=sys.executable,
+               QT_QPA_PLATFORM="offscreen", PYTHONPATH=os.pathsep.join([SUITE_DIR, ROOT]), **extra)
+    env.pop("PYTHONHOME", None)
+    # Krita's embedded Python finds its prefix through PATH: an active venv
+    # (this one) would hide Debian's dist-packages, PyQt5 included.
+    venv = env.pop("VIRTUAL_ENV", None) or sys.prefix
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
+                                  if p and not os.path.abspath(p).startswith(os.path.abspath(venv)))
+    return env
+
+
+@pytest.fixture(scope="module")
+def krita_results(tmp_path_factory, reference_onnx):
+    runner = shutil.which("kritarunner")
+    if runner is None:
+        pytest.fail("kritarunner not found: these tests need Krita installed")
+    tmp = str(tmp_path_factory.mktemp("krita"))
+    out = os.path.join(tmp, "out")
+    os.makedirs(out)
+    bare = BARE_PYTHON if os.path.isfile(BARE_PYTHON) else shutil.which("false")
+    cfg = {"scenarios": SCENARIOS, "out": out, "onnx": reference_onnx.path, "bare_python": bare}
+    cfg_path = os.path.join(tmp, "suite.json")
+    with open(cfg_path, "w") as f:
+        json.dump(cfg, f)
+    r = subprocess.run([runner, "-s", "krita_suite", "-f", "run"], env=krita_env(tmp, KRITA_ALAC_SUITE=cfg_path),
+                       capture_output=True, text=True, timeout=600)
+    path = os.path.join(out, "results.json")
+    if not os.path.isfile(path):
+        pytest.fail(f"Krita wrote no results (exit {r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    with open(path) as f:
+        res = json.load(f)
+    res["_exit"] = r.returncode
+    res["_log"] = (r.stdout + r.stderr)[-4000:]
+    return res
+
+
+def scenario(results, name):
+    facts = results.get(name)
+    assert facts is not None, f"scenario {name} did not run:\n{results['_log']}"
+    assert "error" not in facts, facts["error"]
+    return facts
+
+
+RED, BLUE = [230, 40, 30, 255], [30, 60, 220, 255]
+
+
+def test_krita_version(krita_results):
+    assert krita_results["krita"].startswith("5.")
+
+
+def test_rgba8_flats_result_layer(krita_results):
+    f = scenario(krita_results, "rgba8")
+    assert f["name"] == "Flats" and f["type"] == "paintlayer"
+    assert f["order"] == ["Background", "Flats", "Lines", "Hints"]
+    assert f["same_parent"] and f["directly_below"]
+    assert f["bytes"] == 256 * 256 * 4
+    assert f["inside"] == RED and f["outside"] == BLUE
+    assert (f["engine"], f["device"]) == ("Flats", "CPU")
+    assert f["sources_unchanged"]
+
+
+def test_rerun_replaces_unless_renamed_or_locked(krita_results):
+    f = scenario(krita_results, "rgba8")
+    assert f["rerun_replaced"] and f["rerun_order"] == ["Background", "Flats", "Lines", "Hints"]
+    assert f["after_rename_kept"]
+    assert f["after_rename_order"] == ["Background", "My flats", "Flats", "Lines", "Hints"]
+    assert f["after_lock_kept"]
+    assert f["after_lock_order"] == ["Background", "My flats", "Flats", "Flats", "Lines", "Hints"]
+
+
+def test_saved_kra_keeps_result_and_record(krita_results):
+    f = scenario(krita_results, "rgba8")["reopened"]
+    assert f["result_found"] and f["record"]
+    assert f["same_parent"] and f["directly_below"]
+    assert f["inside"] == RED
+
+
+def test_rgba16_document(krita_results):
+    f = scenario(krita_results, "rgba16")
+    assert f["space"] == f["doc_space"] == ["RGBA", "U16", "sRGB-elle-V2-g10.icc"]
+    assert f["same_parent"] and f["directly_below"]
+    for got, want in ((f["inside"], RED), (f["outside"], BLUE)):
+        assert all(abs(a - b) <= 1 for a, b in zip(got, want)), (got, want)
+    assert f["sources_unchanged"]
+
+
+def test_graya_document(krita_results):
+    f = scenario(krita_results, "graya")
+    assert f["space"][:2] == ["GRAYA", "U8"] and f["raw_bytes_per_px"] == 2
+    assert f["hint_space"] == ["RGBA", "U8", "sRGB-elle-V2-srgbtrc.icc"]
+    assert f["same_parent"] and f["directly_below"]
+    # The result holds Krita's own gray conversion of the hinted colors.
+    assert abs(f["inside_gray"][0] - f["expect"]["red"][0]) <= 1 and f["inside_gray"][1] == 255
+    assert abs(f["outside_gray"][0] - f["expect"]["blue"][0]) <= 1
+    assert f["inside_gray"][0] != f["outside_gray"][0]
+    assert f["sources_unchanged"]
+
+
+def test_layer_offset_and_group(krita_results):
+    f = scenario(krita_results, "offset_group")
+    assert f["bounds"][0] == 160            # moved by 100 px, partly beyond the 256 px canvas
+    assert f["group_children"] == ["Flats", "Lines"]  # line art was the bottom layer of its group
+    assert f["same_parent"] and f["directly_below"]
+    assert f["bytes"] == 256 * 256 * 4
+    assert f["inside"] == RED and f["left_of_box"] == BLUE
+    g = f["group_as_lines"]
+    assert g["order"] == ["Background", "Flats", "Inks", "Hints"]
+    assert g["same_parent"] and g["directly_below"]
+    assert g["inside"] == RED and g["outside"] == BLUE
+
+
+def test_selection_limits_the_result(krita_results):
+    f = scenario(krita_results, "selection")
+    assert f["rect"] == [100, 100, 120, 40]
+    assert f["bounds"] == [100, 100, 120, 40]
+    assert f["in_sel"] == RED
+    assert f["out_sel"] == [0, 0, 0, 0] and f["far"] == [0, 0, 0, 0]
+    assert f["no_ink_selection"] == RED
+    p = f["partial"]
+    assert p["replaced_full"]
+    assert p["top"] == BLUE                 # recolored inside the new selection
+    assert p["bottom"] == RED and p["outside_box"] == BLUE   # kept from the previous run
+
+
+def test_onnx_model(krita_results):
+    f = scenario(krita_results, "onnx")
+    assert f["name"] == "Colors (AlacGAN)"
+    assert f["engine"].startswith("AlacGAN") and f["device"]
+    assert f["same_parent"] and f["directly_below"]
+    assert f["bytes"] == 256 * 256 * 4 and f["alpha_values"] == [255]
+    assert f["sources_unchanged"]
+    assert "flats" in f["snap_engine"].lower() and f["snap_replaced"]
+
+
+def test_user_errors_are_messages(krita_results):
+    f = scenario(krita_results, "errors")
+    assert f["no_document"]["message"] == "no document is open"
+    assert f["no_layer"]["message"] == "choose the line-art layer"
+    assert f["empty_lines"]["message"] == "the line-art layer 'Empty' is empty"
+    assert f["no_hints"]["message"].startswith("no hints: ")
+    assert f["missing_model"]["message"].startswith("unknown engine or model 'no-such-model'")
+    assert f["too_large"]["type"] == "TooLargeError" and "128x128" in f["too_large"]["message"]
+    assert f["too_large_forced"] == "Flats"
+    assert f["opaque_notes"] == ["opaque"] and f["blending_after"] == "multiply"
+    assert f["no_python"]["message"].startswith("no Python with the engine's packages")
+    assert "numpy" in f["no_python"]["message"] and f["no_python_state"] == "stopped"
+
+
+def test_worker_killed_mid_run(krita_results):
+    f = scenario(krita_results, "kill_midrun")
+    assert f["killed_pid"]
+    assert f["outcome"]["error"][1] == "crash" and "killed" in f["outcome"]["error"][0]
+    assert f["layers_after"] == f["layers_before"] and f["sources_unchanged"]
+    assert f["next_run"]["name"] == "Flats" and f["next_run"]["new_pid"] != f["killed_pid"]
+    assert f["cancel"] == {"failed": ["cancelled", "cancelled"]}
+    assert f["after_cancel"] == "Flats"
+
+
+def test_targets_2048_flats_and_gui_responsiveness(krita_results):
+    f = scenario(krita_results, "timing_2048")
+    assert f["ok"], f["failure"]
+    assert f["cell_colors"] == [BLUE, RED]
+    print(f"\n2048² flats click→layer {f['seconds']:.2f} s, max GUI gap {f['max_gap_ms']} ms, {f['timings']}")
+    assert f["seconds"] <= 3.0
+    assert f["max_gap_ms"] <= 200
+
+
+def test_targets_4096_read_write(krita_results):
+    f = scenario(krita_results, "io_4096")
+    print(f"\n4096² RGBA U8 read {f['read_s']:.3f} s, write {f['write_s']:.3f} s")
+    assert f["read_bytes"] == 4096 * 4096 * 4 and f["sample"] == [200, 80, 40, 255]
+    assert f["read_s"] <= 1.0 and f["write_s"] <= 1.0
+
+
+def test_krita_exits_cleanly(krita_results):
+    assert krita_results["_exit"] == 0, krita_results["_log"]
