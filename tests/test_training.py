@@ -1,0 +1,88 @@
+"""Training code: sample synthesis, exact resume, and the checkpoint's compatibility with the engine."""
+import json
+import os
+
+import numpy as np
+import torch
+from PIL import Image
+
+from training.synth import hints, line_art, sample
+from training.train import train
+
+
+def drawing(seed, size=96):
+    rng = np.random.default_rng(seed)
+    a = np.full((size, size, 3), 255, np.uint8)
+    yy, xx = np.mgrid[:size, :size]
+    for _ in range(3):
+        cx, cy, r = rng.integers(20, size - 20, 2).tolist() + [int(rng.integers(8, 20))]
+        d = np.hypot(xx - cx, yy - cy)
+        a[d < r] = rng.integers(0, 256, 3)
+        a[np.abs(d - r) < 1.5] = 0
+    return a
+
+
+def make_data(folder, n=3):
+    os.makedirs(folder, exist_ok=True)
+    items = []
+    for i in range(n):
+        Image.fromarray(drawing(i)).save(os.path.join(folder, f"{i}.png"))
+        items.append({"file": f"{i}.png", "source": "generated", "license": "CC0"})
+    with open(os.path.join(folder, "manifest.json"), "w") as f:
+        json.dump({"images": items}, f)
+
+
+def test_samples_have_model_ranges_and_real_hints():
+    rng = np.random.default_rng(0)
+    s, h, t = sample(drawing(0), 64, rng)
+    assert s.shape == (1, 64, 64) and h.shape == (4, 16, 16) and t.shape == (3, 64, 64)
+    assert s.min() >= -1 and s.max() <= 1 and t.min() >= -1 and t.max() <= 1
+    rgb = drawing(1, 64).astype(np.float32) / 255
+    ink = line_art(rgb, np.random.default_rng(1)) < 0
+    assert ink.any() and ink.mean() < 0.3                      # lines, not a blot
+    counts = [hints(rgb, np.random.default_rng(i))[3].sum() for i in range(200)]
+    empty = np.mean([c == 0 for c in counts])
+    assert 0.35 < empty < 0.65                                 # about half the samples are hint-free
+    hm = hints(rgb, np.random.default_rng(3), p_empty=0.0)
+    m = hm[3] > 0
+    small = rgb.reshape(16, 4, 16, 4, 3).mean(axis=(1, 3))
+    assert np.allclose(hm[:3, m].T, small[m] * 2 - 1, atol=1e-5)  # hint colors are the target's
+
+
+def test_resume_is_exact_and_checkpoint_loads_in_engine(tmp_path):
+    data = str(tmp_path / "data")
+    make_data(data)
+    opts = dict(data=data, size=64, batch=2, ngf=32, tunnel4_blocks=1, log_every=1, sample_every=2)
+    train(str(tmp_path / "a"), 4, dict(opts))
+    train(str(tmp_path / "b"), 2, dict(opts))
+    train(str(tmp_path / "b"), 4, {})
+    a = torch.load(tmp_path / "a" / "last.pth", weights_only=True)
+    b = torch.load(tmp_path / "b" / "last.pth", weights_only=True)
+    assert a["step"] == b["step"] == 4
+    for k, v in a["state_dictG"].items():
+        assert torch.equal(v, b["state_dictG"][k]), k
+    logs = [json.loads(x) for x in open(tmp_path / "a" / "log.jsonl")]
+    assert [r["step"] for r in logs] == [1, 2, 3, 4] and all(r["l1"] > 0 for r in logs)
+    assert os.path.isfile(tmp_path / "a" / "samples" / "0000004.png")
+    # The engine reads the training checkpoint as it is: no local features needed.
+    from krita_alac.checkpoints import load_alacgan
+    m = load_alacgan(str(tmp_path / "a" / "last.pth"), None)
+    assert m.local is None and m.netg.ngf == 32
+    with torch.no_grad():
+        out = m(torch.ones(1, 1, 64, 96), torch.zeros(1, 4, 16, 24))
+    assert out.shape == (1, 3, 64, 96)
+
+
+def test_model_without_local_features_exports_with_the_same_interface(tmp_path):
+    from krita_alac.alacgan import AlacGAN, NetG
+    from krita_alac.onnx_export import export_onnx, random_inputs
+    from krita_alac.runtime import OnnxColorizer, TorchColorizer
+    torch.manual_seed(0)
+    model = AlacGAN(NetG(ngf=32, feat_channels=0, tunnel4_blocks=1), None).eval()
+    rep = export_onnx(model, str(tmp_path / "small.onnx"))
+    assert rep.max_abs_diff < 1e-4
+    c = OnnxColorizer(rep.path, "cpu")
+    sketch, hint = random_inputs(96, 64, seed=2)
+    _, hint2 = random_inputs(96, 64, seed=3)
+    cache = c.encode(sketch)
+    assert np.abs(c.decode(cache, hint2) - TorchColorizer(model, "cpu").run(sketch, hint2)).max() < 1e-4

@@ -1,0 +1,1 @@
+"""Training AlacGAN-style colorizers on openly licensed art (`python -m training`)."""

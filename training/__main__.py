@@ -1,0 +1,51 @@
+"""python -m training data|train|export …"""
+import argparse
+import sys
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m training")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    d = sub.add_parser("data", help="render the public-domain training images")
+    d.add_argument("--out", required=True)
+    d.add_argument("--size", type=int, default=320)
+    d.add_argument("--limit", type=int)
+    d.add_argument("--workers", type=int, default=2)
+
+    t = sub.add_parser("train", help="train or resume a run")
+    t.add_argument("run", help="run folder (resumed if it has a checkpoint)")
+    t.add_argument("--data", help="folder made by 'data' (first start only)")
+    t.add_argument("--steps", type=int, required=True, help="train until this step")
+    t.add_argument("--minutes", type=float, help="stop (with a checkpoint) after this many minutes")
+    for name, typ in (("size", int), ("batch", int), ("ngf", int), ("tunnel4_blocks", int), ("lr", float),
+                      ("gan", float), ("seed", int), ("ckpt_minutes", float), ("log_every", int),
+                      ("sample_every", int), ("threads", int)):
+        t.add_argument("--" + name.replace("_", "-"), dest=name, type=typ)
+
+    e = sub.add_parser("export", help="export a run's generator to ONNX")
+    e.add_argument("run")
+    e.add_argument("-o", "--output", required=True)
+    e.add_argument("--fp16", action="store_true")
+    a = p.parse_args(argv)
+
+    if a.cmd == "data":
+        from .data import build
+        m = build(a.out, a.size, a.limit, a.workers)
+        print(f"{m['count']} images in {a.out} ({m['excluded_eval']} evaluation images left out)")
+    elif a.cmd == "train":
+        from .train import train
+        keys = ("data", "size", "batch", "ngf", "tunnel4_blocks", "lr", "gan", "seed", "ckpt_minutes",
+                "log_every", "sample_every", "threads")
+        train(a.run, a.steps, {k: getattr(a, k) for k in keys}, a.minutes)
+    elif a.cmd == "export":
+        import os
+        from krita_alac.checkpoints import load_alacgan
+        from krita_alac.onnx_export import export_onnx
+        rep = export_onnx(load_alacgan(os.path.join(a.run, "last.pth"), None), a.output, fp16=a.fp16)
+        print(f"wrote {rep.path} (onnxruntime vs torch max abs diff {rep.max_abs_diff:.2e})"
+              + (f" and {rep.fp16_path}" if rep.fp16_path else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""The training loop: resumable, logged, checkpointed every few minutes.
+
+A run lives in one folder:
+  config.json        the run's settings (fixed at the first start)
+  last.pth           {'step', 'state_dictG', 'optimizerG', ['state_dictD', 'optimizerD'], 'torch_rng'}
+                     — the original code's layout, so `krita-alac convert` reads it
+  log.jsonl          one line per logged step: losses, images/s
+  samples/NNNNNN.png line art | hints | result | target, for people to look at
+
+Each step's batch is drawn from an RNG seeded by (seed, step), so stopping and
+resuming gives the same sequence of batches as an uninterrupted run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from krita_alac.alacgan import NetG
+
+
+@dataclass
+class Config:
+    data: str = ""
+    size: int = 128            # training crop
+    batch: int = 8
+    ngf: int = 32
+    tunnel4_blocks: int = 6
+    lr: float = 1e-4
+    betas: tuple = (0.5, 0.9)  # as in the AlacGAN paper
+    gan: float = 0.0           # weight of the WGAN-GP adversarial loss; 0 = L1 only
+    gp: float = 10.0
+    seed: int = 2018
+    ckpt_minutes: float = 5.0
+    log_every: int = 20
+    sample_every: int = 500
+    threads: int = 0           # torch intra-op threads; 0 = default
+
+
+class Critic(nn.Module):
+    """A small convolutional critic on (sketch, color), for the optional WGAN-GP loss."""
+
+    def __init__(self, ch=32):
+        super().__init__()
+        layers, c = [], 4
+        for o in (ch, ch * 2, ch * 4, ch * 8):
+            layers += [nn.Conv2d(c, o, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+            c = o
+        layers += [nn.Conv2d(c, 1, 3, 1, 1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, sketch, color):
+        return self.net(torch.cat([sketch, color], 1)).mean(dim=(1, 2, 3))
+
+
+class Dataset:
+    def __init__(self, folder):
+        from PIL import Image
+        with open(os.path.join(folder, "manifest.json"), encoding="utf-8") as f:
+            self.manifest = json.load(f)
+        self.images = [np.asarray(Image.open(os.path.join(folder, it["file"])).convert("RGB"))
+                       for it in self.manifest["images"]]
+        if not self.images:
+            raise SystemExit(f"no training images in {folder}")
+
+    def batch(self, cfg: Config, step: int):
+        from .synth import sample
+        rng = np.random.default_rng([cfg.seed, step])
+        idx = rng.integers(0, len(self.images), cfg.batch)
+        s, h, t = zip(*(sample(self.images[i], cfg.size, rng) for i in idx))
+        return tuple(torch.from_numpy(np.stack(x)) for x in (s, h, t))
+
+
+def _atomic_save(obj, path):
+    tmp = path + ".tmp"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_config(run: str, overrides: dict) -> Config:
+    path = os.path.join(run, "config.json")
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+        saved["betas"] = tuple(saved["betas"])
+        cfg = Config(**saved)
+        # Only the run's length-independent knobs may change on resume.
+        for k in ("ckpt_minutes", "log_every", "sample_every", "threads"):
+            if overrides.get(k) is not None:
+                setattr(cfg, k, overrides[k])
+        return cfg
+    cfg = Config(**{k: v for k, v in overrides.items() if v is not None})
+    os.makedirs(run, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(asdict(cfg), f, indent=1)
+    return cfg
+
+
+def save_sheet(path, sketch, hint, out, target, n=4):
+    from PIL import Image
+    rows = []
+    for i in range(min(n, sketch.shape[0])):
+        sk = np.repeat(sketch[i, 0, :, :, None], 3, 2)
+        hm = hint[i, 3].numpy()[:, :, None]
+        hc = hint[i, :3].permute(1, 2, 0).numpy() * hm + (1 - hm) * 1.0
+        hc = np.kron(hc, np.ones((4, 4, 1)))
+        tiles = [sk.numpy(), hc, out[i].permute(1, 2, 0).numpy(), target[i].permute(1, 2, 0).numpy()]
+        rows.append(np.concatenate(tiles, 1))
+    img = ((np.concatenate(rows, 0) + 1) * 127.5).clip(0, 255).astype(np.uint8)
+    Image.fromarray(img).save(path)
+
+
+def train(run: str, steps: int, overrides: dict, minutes: float | None = None) -> int:
+    cfg = load_config(run, overrides)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    data = Dataset(cfg.data)
+    torch.manual_seed(cfg.seed)
+    g = NetG(ngf=cfg.ngf, feat_channels=0, tunnel4_blocks=cfg.tunnel4_blocks)
+    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=cfg.betas)
+    d = opt_d = None
+    if cfg.gan > 0:
+        d = Critic()
+        opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=cfg.betas)
+    ckpt_path = os.path.join(run, "last.pth")
+    step = 0
+    if os.path.isfile(ckpt_path):
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        g.load_state_dict(ck["state_dictG"])
+        opt_g.load_state_dict(ck["optimizerG"])
+        if d is not None and "state_dictD" in ck:
+            d.load_state_dict(ck["state_dictD"])
+            opt_d.load_state_dict(ck["optimizerD"])
+        torch.set_rng_state(ck["torch_rng"])
+        step = int(ck["step"])
+        print(f"resumed {run} at step {step}", flush=True)
+    os.makedirs(os.path.join(run, "samples"), exist_ok=True)
+
+    def checkpoint():
+        ck = {"step": step, "state_dictG": g.state_dict(), "optimizerG": opt_g.state_dict(),
+              "torch_rng": torch.get_rng_state(), "config": {k: v for k, v in asdict(cfg).items() if k != "betas"}}
+        if d is not None:
+            ck.update(state_dictD=d.state_dict(), optimizerD=opt_d.state_dict())
+        _atomic_save(ck, ckpt_path)
+
+    t_start = time.time()
+    t_ckpt = time.time()
+    t_log, seen = time.time(), 0
+    log = open(os.path.join(run, "log.jsonl"), "a", encoding="utf-8")
+    g.train()
+    try:
+        while step < steps:
+            if minutes is not None and time.time() - t_start > minutes * 60:
+                break
+            sketch, hint, target = data.batch(cfg, step)
+            out = g(sketch, hint, None)
+            l1 = F.l1_loss(out, target)
+            loss = l1
+            rec = {"step": step + 1, "l1": round(l1.item(), 5)}
+            if d is not None:
+                # Critic step (WGAN-GP), then the generator's adversarial term.
+                fake = out.detach()
+                eps = torch.rand(sketch.shape[0], 1, 1, 1)
+                mix = (eps * target + (1 - eps) * fake).requires_grad_(True)
+                grad = torch.autograd.grad(d(sketch, mix).sum(), mix, create_graph=True)[0]
+                gp = ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+                loss_d = d(sketch, fake).mean() - d(sketch, target).mean() + cfg.gp * gp
+                opt_d.zero_grad(set_to_none=True)
+                loss_d.backward()
+                opt_d.step()
+                adv = -d(sketch, out).mean()
+                loss = l1 + cfg.gan * adv
+                rec.update(d=round(loss_d.item(), 4), adv=round(adv.item(), 4))
+            opt_g.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_g.step()
+            step += 1
+            seen += sketch.shape[0]
+            if step % cfg.log_every == 0:
+                rec["img_s"] = round(seen / (time.time() - t_log), 2)
+                t_log, seen = time.time(), 0
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+                print(json.dumps(rec), flush=True)
+            if step % cfg.sample_every == 0:
+                save_sheet(os.path.join(run, "samples", f"{step:07d}.png"), sketch, hint, out.detach(), target)
+            if time.time() - t_ckpt > cfg.ckpt_minutes * 60:
+                checkpoint()
+                t_ckpt = time.time()
+    finally:
+        checkpoint()
+        log.close()
+    print(f"stopped at step {step}; checkpoint {ckpt_path}", flush=True)
+    return step
