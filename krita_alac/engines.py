@@ -83,14 +83,13 @@ def load_colorizer(spec: ModelSpec, backend: str = "auto", device: str = "auto",
         if not spec.onnx:
             raise UserError(f"{os.path.basename(spec.netg)} is a PyTorch checkpoint: convert it with "
                             "'krita-alac convert' or use --backend torch")
-        from .runtime import OnnxColorizer
-        path = spec.onnx
-        if spec.fp16 and device != "cpu":
-            # fp16 only pays off on a GPU; try it there and keep fp32 for the CPU.
+        from .runtime import OnnxColorizer, gpu_provider_available
+        if spec.fp16 and gpu_provider_available(device):
+            # fp16 only pays off on a GPU; keep fp32 when the GPU did not start.
             c = OnnxColorizer(spec.fp16, device, warnings)
             if c.device != "CPU":
                 return c
-        return OnnxColorizer(path, device, warnings)
+        return OnnxColorizer(spec.onnx, device, warnings)
     if not spec.netg:
         raise UserError(f"{os.path.basename(spec.onnx)} is an ONNX model: the torch backend needs a checkpoint "
                         "(use --backend onnx)")

@@ -48,6 +48,15 @@ def choose_providers(device: str, available) -> list:
     return [want] if want == "CPUExecutionProvider" else [want, "CPUExecutionProvider"]
 
 
+def gpu_provider_available(device: str) -> bool:
+    """Would `device` get a GPU execution provider from this onnxruntime?"""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return False
+    return _is_gpu(choose_providers(device, ort.get_available_providers())[0])
+
+
 def _is_gpu(provider: str) -> bool:
     return provider != "CPUExecutionProvider"
 
