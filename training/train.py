@@ -64,8 +64,13 @@ class Dataset:
         from PIL import Image
         with open(os.path.join(folder, "manifest.json"), encoding="utf-8") as f:
             self.manifest = json.load(f)
-        self.images = [np.asarray(Image.open(os.path.join(folder, it["file"])).convert("RGB"))
-                       for it in self.manifest["images"]]
+        from .data import eval_exclusions
+        skip = eval_exclusions()
+        # Checked again here: the evaluation set may have been chosen after the data was built.
+        keep = [it for it in self.manifest["images"]
+                if it.get("source") not in skip and os.path.basename(it.get("source", "")) not in skip]
+        self.excluded = len(self.manifest["images"]) - len(keep)
+        self.images = [np.asarray(Image.open(os.path.join(folder, it["file"])).convert("RGB")) for it in keep]
         if not self.images:
             raise SystemExit(f"no training images in {folder}")
 
