@@ -50,6 +50,17 @@ def model_choices(worker_info=None):
     return out
 
 
+def default_line_layer(doc):
+    """The active layer, unless that is the hint layer: then the layer below it."""
+    active = doc.activeNode()
+    if active is None or active.name() != krita_api.HINTS_NAME:
+        return active
+    below = [n for n in active.parentNode().childNodes()]
+    ids = [krita_io.node_id(n) for n in below]
+    i = ids.index(krita_io.node_id(active))
+    return below[i - 1] if i > 0 else None
+
+
 def hint_signature(node):
     """Cheap fingerprint of a layer's content: bounds plus a thumbnail hash."""
     if node is None:
@@ -181,7 +192,9 @@ class ColorizeDocker(DockWidget):
     def _refresh_layers(self):
         doc = self._document()
         layers = krita_io.all_layers(doc) if doc is not None else []
-        sig = (id(doc), doc.fileName() if doc else "", [(krita_io.node_id(n), n.name(), d) for n, d in layers])
+        # Python wrappers of a document change on every call: key it by its root node's id.
+        doc_key = krita_io.node_id(doc.rootNode()) if doc is not None else ""
+        sig = (doc_key, doc.fileName() if doc else "", [(krita_io.node_id(n), n.name(), d) for n, d in layers])
         if sig == self._layers_sig:
             return
         new_doc = self._layers_sig is None or sig[:2] != self._layers_sig[:2]
@@ -189,9 +202,9 @@ class ColorizeDocker(DockWidget):
         line_want = self.line_combo.currentData()
         hint_want = self.hint_combo.currentData()
         if new_doc and doc is not None:
-            active = doc.activeNode()
-            line_want = krita_io.node_id(active) if active is not None else None
-            hint = krita_api.find_hint_layer(doc, active)
+            line = default_line_layer(doc)
+            line_want = krita_io.node_id(line) if line is not None else None
+            hint = krita_api.find_hint_layer(doc, line)
             hint_want = krita_io.node_id(hint) if hint is not None else ""
         for combo, want in ((self.line_combo, line_want), (self.hint_combo, hint_want)):
             combo.blockSignals(True)

@@ -237,7 +237,10 @@ def write_result(document, line_node, bgra: bytes, rect, mask, engine_label: str
         new.setPixelData(old.pixelData(0, 0, W, H), 0, 0, W, H)
     krita_io.write_bgra8(new, bgra, rect, doc_space)
     parent = line_node.parentNode()
+    active = document.activeNode()
     insert_below(parent, new, line_node)
+    if active is not None:
+        document.setActiveNode(active)   # adding a layer activates it; the artist keeps their layer
     if old is not None:
         old.remove()
     records = load_records(document)

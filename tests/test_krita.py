@@ -9,32 +9,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SUITE_DIR = os.path.join(ROOT, "tests", "krita")
+from kritahelp import krita_env
 SCENARIOS = ["rgba8", "rgba16", "graya", "offset_group", "selection", "errors", "onnx", "timing_2048",
              "io_4096", "kill_midrun"]
 BARE_PYTHON = "/usr/bin/python3"   # Debian's Python as Krita embeds it: no numpy
-
-
-def krita_env(tmp, **extra):
-    """A private Krita config/data/cache and krita_alac home, worker = this Python."""
-    env = dict(os.environ)
-    for k in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"):
-        env[k] = os.path.join(tmp, k.lower())
-        os.makedirs(env[k], exist_ok=True)
-    env.update(KRITA_ALAC_HOME=os.path.join(tmp, "alac_home"), KRITA_ALAC_PYTHON=sys.executable,
-               QT_QPA_PLATFORM="offscreen", PYTHONPATH=os.pathsep.join([SUITE_DIR, ROOT]), **extra)
-    env.pop("PYTHONHOME", None)
-    # Krita's embedded Python finds its prefix through PATH: an active venv
-    # (this one) would hide Debian's dist-packages, PyQt5 included.
-    venv = env.pop("VIRTUAL_ENV", None) or sys.prefix
-    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
-                                  if p and not os.path.abspath(p).startswith(os.path.abspath(venv)))
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +30,7 @@ def krita_results(tmp_path_factory, reference_onnx):
     cfg_path = os.path.join(tmp, "suite.json")
     with open(cfg_path, "w") as f:
         json.dump(cfg, f)
-    r = subprocess.run([runner, "-s", "krita_suite", "-f", "run"], env=krita_env(tmp, KRITA_ALAC_SUITE=cfg_path),
+    r = subprocess.run([runner, "-s", "krita_suite", "-f", "run"], env=krita_env(tmp, KRITA_ALAC_SUITE=cfg_path, QT_QPA_PLATFORM="offscreen"),
                        capture_output=True, text=True, timeout=600)
     path = os.path.join(out, "results.json")
     if not os.path.isfile(path):

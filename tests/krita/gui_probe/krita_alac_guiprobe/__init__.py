@@ -1,0 +1,208 @@
+"""Test-only plugin: drives the krita_alac docker inside the full Krita GUI.
+
+Steps run from timers (never blocking Krita): open a document, show the
+docker, press Colorize, wait, take a screenshot, try undo/redo, press
+Colorize again, write facts to $KRITA_ALAC_GUI_OUT/gui.json, quit Krita.
+"""
+import json
+import os
+import time
+import traceback
+
+from krita import Krita
+from PyQt5.QtCore import QByteArray, QElapsedTimer, QTimer
+from PyQt5.QtGui import QKeySequence
+from PyQt5.QtWidgets import QApplication, QDockWidget
+
+OUT = os.environ.get("KRITA_ALAC_GUI_OUT", "/tmp")
+N = 1024
+facts = {"steps": []}
+_keep = []
+
+
+def save():
+    with open(os.path.join(OUT, "gui.json"), "w") as f:
+        json.dump(facts, f, indent=1, default=str)
+
+
+def layer_names(doc):
+    return [n.name() for n in doc.rootNode().childNodes()]
+
+
+def box_doc():
+    k = Krita.instance()
+    doc = k.createDocument(N, N, "gui probe", "RGBA", "U8", "", 72.0)
+    lines = doc.createNode("Lines", "paintlayer")
+    doc.rootNode().addChildNode(lines, None)
+    buf = bytearray(N * N * 4)
+    ink = b"\x00\x00\x00\xff" * N
+    for y in range(N):
+        if y in range(200, 206) or y in range(800, 806):
+            buf[(y * N + 200) * 4:(y * N + 806) * 4] = ink[:606 * 4]
+        elif 200 <= y <= 806:
+            for x in (200, 800):
+                buf[(y * N + x) * 4:(y * N + x + 6) * 4] = ink[:24]
+    lines.setPixelData(QByteArray(bytes(buf)), 0, 0, N, N)
+    hints = doc.createNode("Hints", "paintlayer")
+    doc.rootNode().addChildNode(hints, None)
+    hb = bytearray(N * N * 4)
+    for y in range(480, 500):
+        hb[(y * N + 480) * 4:(y * N + 500) * 4] = bytes((30, 200, 40, 255)) * 20   # BGRA: green-yellow
+    for y in range(50, 60):
+        hb[(y * N + 50) * 4:(y * N + 60) * 4] = bytes((200, 60, 30, 255)) * 10    # blue
+    hints.setPixelData(QByteArray(bytes(hb)), 0, 0, N, N)
+    return doc, lines, hints
+
+
+class Probe:
+    def __init__(self):
+        self.doc = None
+        self.docker = None
+        self.clock = QElapsedTimer()
+        self.gap = 0
+        self.last = 0
+
+    def step(self, name, fn, delay=500):
+        def run():
+            facts["steps"].append(name)
+            try:
+                fn()
+            except Exception:
+                facts.setdefault("errors", []).append(f"{name}: {traceback.format_exc()}")
+                self.quit()
+            save()
+        QTimer.singleShot(delay, run)
+
+    def start(self):
+        self.step("open", self.open, 1500)
+
+    def open(self):
+        k = Krita.instance()
+        self.doc, self.lines, self.hints = box_doc()
+        win = k.activeWindow()
+        win.addView(self.doc)
+        self.doc.setActiveNode(self.lines)
+        qwin = win.qwindow()
+        dock = qwin.findChild(QDockWidget, "krita_alac_docker")
+        facts["docker_found"] = dock is not None
+        dock.show()
+        dock.raise_()
+        from krita_alac import docker
+        self.docker = docker.current_docker()
+        facts["plugin_module"] = docker.__file__
+        self.step("inspect", self.inspect, 2000)
+
+    def inspect(self):
+        d = self.docker
+        facts["line_choice"] = d.line_combo.currentText().strip()
+        facts["hint_choice"] = d.hint_combo.currentText().strip()
+        facts["engines"] = [d.engine_combo.itemText(i) for i in range(d.engine_combo.count())]
+        act = Krita.instance().action("krita_alac_colorize")
+        facts["action_found"] = act is not None
+        if act is not None:
+            mine = act.shortcut().toString()
+            facts["action_shortcut"] = mine
+            facts["shortcut_clashes"] = [a.objectName() for a in Krita.instance().actions()
+                                         if a is not act and mine and a.shortcut().toString() == mine]
+        facts["layers_before"] = layer_names(self.doc)
+        self.click("first", self.after_first)
+
+    def click(self, tag, then):
+        """Press Colorize the way a user does and watch the GUI heartbeat."""
+        self.gap, self.clock = 0, QElapsedTimer()
+        self.clock.start()
+        self.last = 0
+        hb = QTimer()
+        hb.setInterval(10)
+
+        def beat():
+            now = self.clock.elapsed()
+            self.gap = max(self.gap, now - self.last)
+            self.last = now
+        hb.timeout.connect(beat)
+        hb.start()
+        _keep.append(hb)
+        t0 = time.perf_counter()
+        self.docker.colorize_btn.click()
+
+        def wait():
+            if self.docker.job is not None and time.perf_counter() - t0 < 120:
+                QTimer.singleShot(50, wait)
+                return
+            hb.stop()
+            facts[tag] = {"seconds": time.perf_counter() - t0, "max_gap_ms": self.gap,
+                          "status": self.docker.status.text(), "layers": layer_names(self.doc)}
+            self.step(tag, then, 300)
+        QTimer.singleShot(50, wait)
+
+    def after_first(self):
+        win = Krita.instance().activeWindow().qwindow()
+        QApplication.processEvents()
+        shot = QApplication.primaryScreen().grabWindow(0)
+        path = os.path.join(OUT, "krita_alac_docker.png")
+        facts["screenshot"] = path if shot.save(path) else None
+        facts["window_size"] = [win.width(), win.height()]
+        self.trigger("edit_undo", "after_undo_1", lambda: self.trigger("edit_redo", "after_redo_1", self.second))
+
+    def trigger(self, action, tag, then):
+        Krita.instance().action(action).trigger()
+
+        def record():
+            self.doc.waitForDone()
+            facts[tag] = layer_names(self.doc)
+            then()
+        QTimer.singleShot(700, record)
+
+    def second(self):
+        self.click("second", lambda: self.trigger(
+            "edit_undo", "after_undo_2a", lambda: self.trigger("edit_undo", "after_undo_2b", self.auto)))
+
+    def auto(self):
+        """Auto: turn it on, change the hints like a brush stroke would, wait."""
+        self.trigger("edit_redo", "after_redo_2", lambda: None)
+        self.docker.auto_check.setChecked(True)
+        self.auto_before = self.docker.status.text()
+        facts["auto_result_before"] = self.result_id()
+
+        def paint():
+            facts["auto_layers_before"] = layer_names(self.doc)
+            hb = bytearray(self.hints.pixelData(0, 0, N, N))
+            for y in range(600, 620):
+                hb[(y * N + 300) * 4:(y * N + 320) * 4] = bytes((40, 40, 220, 255)) * 20   # red stroke
+            self.hints.setPixelData(QByteArray(bytes(hb)), 0, 0, N, N)
+            self.doc.refreshProjection()
+            QTimer.singleShot(4000, check)
+
+        def check():
+            facts["auto_result_after"] = self.result_id()
+            facts["auto_status"] = self.docker.status.text()
+            facts["auto_layers"] = layer_names(self.doc)
+            self.docker.auto_check.setChecked(False)
+            self.finish()
+        QTimer.singleShot(2500, paint)
+
+    def result_id(self):
+        from krita_alac import krita_api
+        rec = krita_api.load_records(self.doc).get(self.lines.uniqueId().toString(), {})
+        return rec.get("result")
+
+    def finish(self):
+        facts["done"] = True
+        self.quit()
+
+    def quit(self):
+        save()
+        for doc in Krita.instance().documents():
+            doc.setModified(False)
+        QTimer.singleShot(200, QApplication.instance().quit)
+
+
+probe = Probe()
+_keep.append(probe)
+
+
+def _on_window(*_):
+    probe.start()
+
+
+Krita.instance().notifier().windowCreated.connect(_on_window)

@@ -1,0 +1,105 @@
+"""The full Krita GUI under Xvfb with the plugin installed from its zip by
+Krita's own importer and enabled in kritarc: the docker opens, finds the
+layers, colorizes through the worker, and a screenshot is kept for review in
+test-artifacts/ (or $KRITA_ALAC_ARTIFACTS).  A test-only plugin
+(tests/krita/gui_probe) presses the buttons from inside Krita."""
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+from kritahelp import ROOT, krita_env
+from test_plugin_zip import krita_importer
+
+PROBE = os.path.join(ROOT, "tests", "krita", "gui_probe")
+
+
+@pytest.fixture(scope="module")
+def gui_facts(tmp_path_factory):
+    for tool in ("krita", "xvfb-run"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} not found: the GUI test needs Krita and Xvfb installed")
+    tmp = str(tmp_path_factory.mktemp("krita_gui"))
+    artifacts = os.environ.get("KRITA_ALAC_ARTIFACTS") or os.path.join(ROOT, "test-artifacts")
+    os.makedirs(artifacts, exist_ok=True)
+    for old in ("gui.json", "krita_alac_docker.png"):
+        if os.path.exists(os.path.join(artifacts, old)):
+            os.unlink(os.path.join(artifacts, old))
+    env = krita_env(tmp, HOME=tmp, KRITA_ALAC_GUI_OUT=artifacts)
+    env.pop("PYTHONPATH")            # Krita must load the *installed* plugin
+    env.pop("QT_QPA_PLATFORM", None)
+    # Install the plugin the way users do: the zip through Krita's importer.
+    out = subprocess.run(["python3", os.path.join(ROOT, "build_plugin.py"), os.path.join(tmp, "dist")],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    resources = os.path.join(env["XDG_DATA_HOME"], "krita")
+    os.makedirs(resources, exist_ok=True)
+    krita_importer().PluginImporter(out, resources, lambda p: True).import_all()
+    pykrita = os.path.join(resources, "pykrita")
+    shutil.copy(os.path.join(PROBE, "krita_alac_guiprobe.desktop"), pykrita)
+    shutil.copytree(os.path.join(PROBE, "krita_alac_guiprobe"), os.path.join(pykrita, "krita_alac_guiprobe"))
+    with open(os.path.join(env["XDG_CONFIG_HOME"], "kritarc"), "w") as f:
+        f.write("[python]\nenable_krita_alac=true\nenable_krita_alac_guiprobe=true\n")
+    cmd = ["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", "krita", "--nosplash"]
+    try:
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+        log = (r.stdout + r.stderr)[-4000:]
+    except subprocess.TimeoutExpired as e:
+        log = f"Krita did not quit within 240 s\n{(e.stdout or b'')[-2000:]!r}"
+    path = os.path.join(artifacts, "gui.json")
+    if not os.path.isfile(path):
+        pytest.fail(f"the GUI probe wrote nothing:\n{log}")
+    with open(path) as f:
+        facts = json.load(f)
+    facts["_log"] = log
+    return facts
+
+
+def test_gui_probe_completed(gui_facts):
+    assert not gui_facts.get("errors"), gui_facts["errors"]
+    assert gui_facts.get("done"), (gui_facts["steps"], gui_facts["_log"])
+
+
+def test_docker_defaults(gui_facts):
+    assert gui_facts["docker_found"]
+    assert gui_facts["plugin_module"].endswith(os.path.join("pykrita", "krita_alac", "docker.py"))
+    assert gui_facts["line_choice"] == "Lines"         # the active layer
+    assert gui_facts["hint_choice"] == "Hints"         # the layer named Hints
+    assert gui_facts["engines"][0].startswith("Flats")
+
+
+def test_action_and_shortcut(gui_facts):
+    assert gui_facts["action_found"]
+    assert gui_facts["action_shortcut"] == "Ctrl+Shift+K"
+    assert gui_facts["shortcut_clashes"] == []
+
+
+def test_colorize_button(gui_facts):
+    first = gui_facts["first"]
+    assert first["layers"] == ["Background", "Flats", "Lines", "Hints"]
+    assert first["status"].startswith("Flats on CPU"), first["status"]
+    assert first["max_gap_ms"] <= 200
+    second = gui_facts["second"]
+    assert second["layers"] == ["Background", "Flats", "Lines", "Hints"]   # replaced, not stacked
+
+
+def test_screenshot_saved(gui_facts):
+    assert gui_facts["screenshot"] and os.path.getsize(gui_facts["screenshot"]) > 10000
+
+
+def test_undo_steps(gui_facts):
+    """What Ctrl+Z does after Colorize (see Manual.html, 'Undo')."""
+    before = gui_facts["layers_before"]
+    assert gui_facts["after_undo_1"] == before                       # one step removes the result
+    assert gui_facts["after_redo_1"] == gui_facts["first"]["layers"]
+    # A rerun: one step brings the previous result back, the next removes the new one.
+    assert gui_facts["after_undo_2a"] == ["Background", "Flats", "Flats", "Lines", "Hints"]
+    assert gui_facts["after_undo_2b"] == ["Background", "Flats", "Lines", "Hints"]
+
+
+def test_auto_recolorizes_when_hints_change(gui_facts):
+    assert gui_facts["auto_result_before"] and gui_facts["auto_result_after"]
+    assert gui_facts["auto_result_after"] != gui_facts["auto_result_before"], gui_facts["auto_status"]
+    assert gui_facts["auto_status"].startswith("Flats on CPU")
+    # replaced in place, not stacked (undo/redo before left an older result too)
+    assert gui_facts["auto_layers"] == gui_facts["auto_layers_before"]
