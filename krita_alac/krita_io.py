@@ -8,7 +8,7 @@ from reading.
 """
 from __future__ import annotations
 
-from krita import Krita, Selection  # noqa: F401  (Selection re-exported for callers)
+from krita import Krita
 from PyQt5.QtCore import QByteArray
 from PyQt5.QtGui import QImage, QPainter
 

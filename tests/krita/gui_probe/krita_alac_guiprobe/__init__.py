@@ -11,7 +11,6 @@ import traceback
 
 from krita import Krita
 from PyQt5.QtCore import QByteArray, QElapsedTimer, QTimer
-from PyQt5.QtGui import QKeySequence
 from PyQt5.QtWidgets import QApplication, QDockWidget
 
 OUT = os.environ.get("KRITA_ALAC_GUI_OUT", "/tmp")
