@@ -10,6 +10,9 @@ header announces.
   -> {"op": "colorize", "id": 7, "width": W, "height": H, "format": "BGRA8"|"RGBA8",
       "lines": nbytes, "hints": nbytes|0, "engine": ..., "size": ..., ...request fields}
      <lines bytes><hints bytes>
+  -> {"op": "lines", "id": 8, "width": W, "height": H, "format": ..., "image": nbytes,
+      "thickness": 1.0, "transparent": true, "method": "xdog"}
+     <image bytes>                                   (answered with a "result" like colorize)
   -> {"op": "ping"} | {"op": "info"} | {"op": "quit"}
 
   <- {"type": "ready", "version": ..., "pid": ...}           once, at start
@@ -103,6 +106,30 @@ def handle_colorize(chan, engines, msg):
                "cached": res.cached, "warnings": res.warnings}, payload)
 
 
+def handle_lines(chan, msg):
+    """Line art from a colored layer (XDoG): answered like a colorize result."""
+    import time
+    import numpy as np
+    from .errors import UserError
+    from .lines import extract_lines
+    rid = msg.get("id")
+    fmt = msg.get("format", "BGRA8")
+    image = _pixels(chan, msg, "image")
+    if fmt not in PIXEL_FORMATS:
+        raise UserError(f"unknown pixel format {fmt!r}")
+    if image is None:
+        raise UserError("the layer is empty: nothing to extract lines from")
+    t0 = time.perf_counter()
+    out = extract_lines(np.ascontiguousarray(image), msg.get("method", "xdog"), float(msg.get("thickness", 1.0)),
+                        transparent=bool(msg.get("transparent", True)))
+    if fmt == "BGRA8":
+        out = out[..., [2, 1, 0, 3]]
+    payload = np.ascontiguousarray(out).tobytes()
+    chan.send({"type": "result", "id": rid, "width": int(msg["width"]), "height": int(msg["height"]),
+               "format": fmt, "bytes": len(payload), "engine": "Lines (XDoG)", "device": "CPU",
+               "seconds": round(time.perf_counter() - t0, 4), "cached": False, "warnings": []}, payload)
+
+
 def info():
     from . import __version__, store
     d = {"type": "info", "version": __version__, "python": sys.version.split()[0], "executable": sys.executable,
@@ -135,6 +162,8 @@ def serve(rin, wout) -> int:
         try:
             if op == "colorize":
                 handle_colorize(chan, engines, msg)
+            elif op == "lines":
+                handle_lines(chan, msg)
             elif op == "ping":
                 chan.send({"type": "pong", "id": msg.get("id")})
             elif op == "info":
