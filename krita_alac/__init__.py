@@ -2,7 +2,7 @@
 
 The engine modules (alacgan, checkpoints, onnx_export, runtime, imaging,
 flats, engines, worker, store) import neither Krita nor Qt.  Inside Krita this
-package also registers the Colorize docker and action.
+package also registers the Colorize docker and its actions.
 """
 __version__ = "0.1.0"
 
@@ -13,6 +13,16 @@ def colorize(document, line_layer, hint_layer=None, engine="flats", wait=True, *
     The same code path as the docker's Colorize button (Krita only)."""
     from .krita_api import colorize as _colorize
     return _colorize(document, line_layer, hint_layer, engine=engine, wait=wait, **options)
+
+
+def extract_lines(document, layer, thickness=1.0, wait=True, **options):
+    """Extract line art (XDoG) from `layer` of `document` into a new layer
+    "Line art (XDoG)" directly above it; returns the new node.
+
+    The same code path as the docker's Extract line art button (Krita only).
+    Options: timeout (seconds), force (skip the size limit), client."""
+    from .krita_api import extract_lines as _extract_lines
+    return _extract_lines(document, layer, thickness=thickness, wait=wait, **options)
 
 
 def _in_krita():

@@ -1,4 +1,5 @@
-"""The Colorize docker: pick layers and engine, run, see what really ran.
+"""The Colorize docker: pick layers and engine, run, see what really ran;
+and extract line art from the active (colored) layer.
 
 Everything slow happens in the worker process; this widget only reads and
 writes layers (krita_api) and reacts to the worker client's signals.
@@ -10,8 +11,8 @@ import weakref
 
 from krita import DockWidget, Krita
 from PyQt5.QtCore import Qt, QTimer
-from PyQt5.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QMessageBox,
-                             QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget)
+from PyQt5.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel,
+                             QMessageBox, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from . import krita_api, krita_io, settings, worker_client
 from .errors import UserError
@@ -81,6 +82,7 @@ class ColorizeDocker(DockWidget):
         _dockers.append(weakref.ref(self))
         self.client = worker_client.shared()
         self.job = None
+        self._doing = "Colorizing"   # what the job in flight does, for the status line
         self._layers_sig = None
         self._doc_sig = None
         self._auto_last = None       # hint signature of the last run
@@ -136,6 +138,21 @@ class ColorizeDocker(DockWidget):
         run.addWidget(self.colorize_btn, 1)
         run.addWidget(self.cancel_btn)
         box.addLayout(run)
+        extract = QHBoxLayout()
+        self.extract_btn = QPushButton("Extract line art")
+        self.extract_btn.setToolTip(f"Extract line art (XDoG) from the active layer into a new layer "
+                                    f"'{krita_api.LINES_NAME}' above it")
+        self.extract_btn.clicked.connect(lambda: self.extract_lines())
+        self.thickness_spin = QDoubleSpinBox()
+        self.thickness_spin.setRange(0.1, 20.0)
+        self.thickness_spin.setSingleStep(0.1)
+        self.thickness_spin.setDecimals(1)
+        self.thickness_spin.setValue(float(cfg.get("line_thickness") or 1.0))
+        self.thickness_spin.setToolTip("Line thickness of Extract line art (1.0: thin lines)")
+        extract.addWidget(self.extract_btn, 1)
+        extract.addWidget(QLabel("Thickness"))
+        extract.addWidget(self.thickness_spin)
+        box.addLayout(extract)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setTextVisible(False)
@@ -160,7 +177,7 @@ class ColorizeDocker(DockWidget):
         self.setWidget(w)
         self._fill_engines(cfg.get("engine") or FLATS)
         for sig in (self.engine_combo.currentIndexChanged, self.size_spin.valueChanged,
-                    self.snap_check.toggled, self.auto_check.toggled):
+                    self.snap_check.toggled, self.auto_check.toggled, self.thickness_spin.valueChanged):
             sig.connect(self._save_settings)
 
     def _fill_engines(self, want=None):
@@ -176,7 +193,8 @@ class ColorizeDocker(DockWidget):
     def _save_settings(self, *_):
         try:
             settings.save({"engine": self.engine_combo.currentData() or FLATS, "size": self.size_spin.value(),
-                           "snap": self.snap_check.isChecked(), "auto": self.auto_check.isChecked()})
+                           "snap": self.snap_check.isChecked(), "auto": self.auto_check.isChecked(),
+                           "line_thickness": self.thickness_spin.value()})
         except OSError:
             pass
         self._auto_last = None if self.auto_check.isChecked() else self._auto_last
@@ -295,14 +313,44 @@ class ColorizeDocker(DockWidget):
         except UserError as e:
             self.show_message(str(e), error=True)
             return
+        self._launch(job, "Colorizing")
+
+    def extract_lines(self, force=False):
+        """Line art of the active layer, in a new layer directly above it."""
+        if self.job is not None:
+            return
+        for b in (self.multiply_btn, self.flats_btn):
+            b.hide()
+        doc = self._document()
+        source = doc.activeNode() if doc is not None else None
+        try:
+            job = krita_api.LinesJob(doc, source, self.thickness_spin.value(), client=self.client, force=force)
+            job.prepare()
+        except krita_api.TooLargeError as e:
+            answer = QMessageBox.question(self, "Extract line art",
+                                          f"{str(e)[0].upper()}{str(e)[1:]}.\n\nExtract anyway?")
+            if answer == QMessageBox.Yes:
+                self.extract_lines(force=True)
+            return
+        except UserError as e:
+            self.show_message(str(e)[:1].upper() + str(e)[1:], error=True)
+            return
+        except Exception as e:  # noqa: BLE001  a message in the status line, never a traceback
+            self.show_message(f"Could not read the layer: {type(e).__name__}: {e}".splitlines()[0], error=True)
+            return
+        self._launch(job, "Extracting line art")
+
+    def _launch(self, job, doing):
         self.job = job
+        self._doing = doing
         job.progress.connect(self._on_progress)
         job.done.connect(self._on_done)
         job.failed.connect(self._on_failed)
         self.colorize_btn.setEnabled(False)
+        self.extract_btn.setEnabled(False)
         self.cancel_btn.setEnabled(True)
         self.progress.setValue(0)
-        self.show_message("Colorizing…")
+        self.show_message(f"{doing}…")
         job.start()
 
     def cancel(self):
@@ -312,12 +360,13 @@ class ColorizeDocker(DockWidget):
     def _finish(self):
         self.job = None
         self.colorize_btn.setEnabled(True)
+        self.extract_btn.setEnabled(True)
         self.cancel_btn.setEnabled(False)
 
     def _on_progress(self, value, text):
         self.progress.setValue(int(value * 1000))
         if text:
-            self.status.setText(f"Colorizing: {text}…")
+            self.status.setText(f"{self._doing}: {text}…")
 
     def _on_done(self, node):
         job = self.job
@@ -380,3 +429,17 @@ def colorize_without_docker():
     job.failed.connect(lambda msg, kind: kind != "cancelled" and QMessageBox.information(None, "Colorize", msg))
     job.start()
     colorize_without_docker.job = job   # keep it alive until it answers
+
+
+def extract_lines_without_docker():
+    """The Extract Line Art action when the docker is closed: active layer, saved thickness."""
+    doc = Krita.instance().activeDocument()
+    source = doc.activeNode() if doc is not None else None
+    try:
+        job = krita_api.LinesJob(doc, source, float(settings.load().get("line_thickness") or 1.0)).prepare()
+    except UserError as e:
+        QMessageBox.information(None, "Extract line art", str(e))
+        return
+    job.failed.connect(lambda msg, kind: kind != "cancelled" and QMessageBox.information(None, "Extract line art", msg))
+    job.start()
+    extract_lines_without_docker.job = job   # keep it alive until it answers

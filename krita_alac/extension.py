@@ -1,13 +1,15 @@
-"""Registration with Krita: the Colorize docker and the Colorize action.
+"""Registration with Krita: the Colorize docker and its two actions.
 
-The action's default shortcut (Ctrl+Shift+K) and menu text come from
-krita_alac.action, which Krita's plugin importer copies to its actions folder.
+The actions' default shortcuts (Ctrl+Shift+K for Colorize, none for Extract
+Line Art) and menu texts come from krita_alac.action, which Krita's plugin
+importer copies to its actions folder.
 """
 from __future__ import annotations
 
 from krita import DockWidgetFactory, DockWidgetFactoryBase, Extension, Krita
 
 ACTION_ID = "krita_alac_colorize"
+LINES_ACTION_ID = "krita_alac_extract_lines"
 DOCKER_ID = "krita_alac_docker"
 
 
@@ -22,6 +24,9 @@ class ColorizeExtension(Extension):
         action = window.createAction(ACTION_ID, "Colorize Line Art", "tools/scripts")
         action.setToolTip("Colorize the line-art layer from the hint layer (krita_alac)")
         action.triggered.connect(self.colorize)
+        lines = window.createAction(LINES_ACTION_ID, "Extract Line Art", "tools/scripts")
+        lines.setToolTip("Extract line art (XDoG) from the active layer into a new layer above it (krita_alac)")
+        lines.triggered.connect(self.extract_lines)
 
     def colorize(self):
         """Same as the docker's button; without a docker, run with its defaults."""
@@ -31,6 +36,15 @@ class ColorizeExtension(Extension):
             d.colorize()
         else:
             docker.colorize_without_docker()
+
+    def extract_lines(self):
+        """Same as the docker's Extract line art button (the active layer)."""
+        from . import docker
+        d = docker.current_docker()
+        if d is not None:
+            d.extract_lines()
+        else:
+            docker.extract_lines_without_docker()
 
 
 def register():

@@ -1,14 +1,18 @@
-"""Colorize a Krita layer: the one code path behind the docker's button, the
-action and the scripting API `krita_alac.colorize(...)`.
+"""Colorize a Krita layer, or extract line art from one: the one code path
+behind the docker's buttons, the actions and the scripting API
+`krita_alac.colorize(...)` / `krita_alac.extract_lines(...)`.
 
 Data flow: line-art and hint layers -> sRGB BGRA8 bytes (krita_io) -> worker
 process (worker_client) -> BGRA8 result bytes -> a new paint layer directly
-below the line art, converted to the document's color space.
+below the line art, converted to the document's color space.  Line
+extraction is the same trip with one source layer (the worker's "lines" op);
+its result goes directly *above* the source.
 
-Which result layer belongs to which line art is recorded in a document
+Which result layer belongs to which source layer is recorded in a document
 annotation (saved in the .kra), keyed by the layers' uniqueIds, so a rerun
 replaces the plugin's own layer even after the artist moved it, and leaves it
-alone once the artist renamed or locked it.
+alone once the artist renamed or locked it.  Colorize results and extracted
+line art are recorded separately ("results" and "lines").
 """
 from __future__ import annotations
 
@@ -23,6 +27,10 @@ from .errors import UserError
 ANNOTATION = "krita_alac"
 HINTS_NAME = "Hints"
 OPAQUE_LINE_ART = 0.98   # share of fully opaque pixels that means "scan on white"
+LINES_NAME = "Line art (XDoG)"
+LINES_RECORDS = "lines"  # annotation key of the extracted line-art layers
+# Nodes that can be read as a picture (masks cannot).
+LAYER_TYPES = ("paintlayer", "grouplayer", "vectorlayer", "filelayer", "clonelayer", "filllayer")
 
 
 class TooLargeError(UserError):
@@ -34,24 +42,33 @@ def result_layer_name(engine_label: str) -> str:
 
 
 # -- the record of our result layers, kept in the document ---------------------
-def load_records(document) -> dict:
+def _annotation(document) -> dict:
     if ANNOTATION not in document.annotationTypes():
         return {}
     try:
         data = json.loads(bytes(document.annotation(ANNOTATION)).decode("utf-8"))
-        return data.get("results", {}) if isinstance(data, dict) else {}
+        return data if isinstance(data, dict) else {}
     except ValueError:
         return {}
 
 
-def save_records(document, records: dict):
-    data = json.dumps({"version": 1, "results": records}, separators=(",", ":")).encode()
-    document.setAnnotation(ANNOTATION, "krita_alac: result layer of each line-art layer", QByteArray(data))
+def load_records(document, kind: str = "results") -> dict:
+    """{source layer id: {"result", "name", "engine"}}; kind "results" (colorize) or "lines"."""
+    recs = _annotation(document).get(kind, {})
+    return recs if isinstance(recs, dict) else {}
 
 
-def replaceable_result(document, line_node):
-    """Our previous result for this line art, if the artist left it as we made it."""
-    rec = load_records(document).get(krita_io.node_id(line_node))
+def save_records(document, records: dict, kind: str = "results"):
+    data = _annotation(document)
+    data.update({"version": 1, kind: records})
+    data.setdefault("results", {})
+    raw = json.dumps(data, separators=(",", ":")).encode()
+    document.setAnnotation(ANNOTATION, "krita_alac: result layer of each line-art layer", QByteArray(raw))
+
+
+def replaceable_result(document, line_node, kind: str = "results"):
+    """Our previous result for this source layer, if the artist left it as we made it."""
+    rec = load_records(document, kind).get(krita_io.node_id(line_node))
     if not rec:
         return None
     old = krita_io.find_node(document, rec.get("result", ""))
@@ -103,19 +120,29 @@ def insert_below(parent, new_node, line_node):
         parent.setChildNodes(order)
 
 
-class ColorizeJob(QObject):
-    """One colorize run.  prepare() reads the layers (errors raise UserError),
-    start() hands them to the worker; done(node) or failed(message, kind) follows."""
+def check_size(rect, force: bool, verb: str = "colorize"):
+    """TooLargeError when the work area is above the max_pixels setting (unless forced)."""
+    w, h = rect[2], rect[3]
+    limit = int(settings.load().get("max_pixels") or 0)
+    if limit and w * h > limit and not force:
+        raise TooLargeError(f"the area to {verb} is {w}x{h} pixels, more than the limit of {limit} pixels "
+                            f"(about {limit ** 0.5:.0f}x{limit ** 0.5:.0f}): it may be slow and use much memory")
+
+
+class WorkerJob(QObject):
+    """One request to the worker.  prepare() reads the layers (errors raise
+    UserError), start() hands them to the worker; done(node) or
+    failed(message, kind) follows.  Subclasses read (prepare), send (_send)
+    and write (_write)."""
     progress = pyqtSignal(float, str)
     done = pyqtSignal(object)
     failed = pyqtSignal(str, str)
+    verb = "colorize"
 
-    def __init__(self, document, line_node, hint_node=None, engine="flats", client=None, **options):
+    def __init__(self, document, client=None, force=False):
         super().__init__()
-        self.document, self.line_node, self.hint_node = document, line_node, hint_node
-        self.engine = engine
-        self.force = bool(options.pop("force", False))
-        self.options = {k: v for k, v in options.items() if v is not None}
+        self.document = document
+        self.force = bool(force)
         self.client = client or worker_client.shared()
         self.rid = None
         self.rect = None
@@ -124,52 +151,26 @@ class ColorizeJob(QObject):
         self.reply = {}           # the worker's result header
         self.node = None
         self.timings = {}
-        self._lines = self._hints = None
+        self._prepared = False
 
     def prepare(self):
-        t0 = time.perf_counter()
-        doc, line = self.document, self.line_node
-        if doc is None:
-            raise UserError("no document is open")
-        if line is None:
-            raise UserError("choose the line-art layer")
-        if krita_io.find_node(doc, krita_io.node_id(line)) is None:
-            raise UserError(f"the line-art layer '{line.name()}' is not in this document any more")
-        if self.hint_node is not None and krita_io.node_id(self.hint_node) == krita_io.node_id(line):
-            raise UserError("the hint layer and the line-art layer are the same layer")
-        self.rect, sel = work_rect(doc)
-        x, y, w, h = self.rect
-        W, H = doc.width(), doc.height()
-        limit = int(settings.load().get("max_pixels") or 0)
-        if limit and w * h > limit and not self.force:
-            raise TooLargeError(f"the area to colorize is {w}x{h} pixels, more than the limit of {limit} pixels "
-                                f"(about {limit ** 0.5:.0f}x{limit ** 0.5:.0f}): it may be slow and use much memory")
-        self._lines = krita_io.read_bgra8(line, self.rect)
-        # A selection may well hold no ink (inside one region); the layer itself must not be empty.
-        if (not krita_io.has_visible_pixels(self._lines)
-                and (sel is None or not krita_io.has_visible_pixels(krita_io.read_bgra8(line, (0, 0, W, H))))):
-            raise UserError(f"the line-art layer '{line.name()}' is empty")
-        if krita_io.opaque_fraction(self._lines) >= OPAQUE_LINE_ART and line.blendingMode() != "multiply":
-            self.notes.append("opaque")
-        self._hints = None
-        if self.hint_node is not None:
-            hints = krita_io.read_bgra8(self.hint_node, self.rect)
-            self._hints = hints if krita_io.has_visible_pixels(hints) else None
-        self.mask = krita_io.selection_mask(sel, self.rect) if sel is not None else None
-        self.timings["read"] = time.perf_counter() - t0
-        return self
+        raise NotImplementedError
+
+    def _send(self) -> int:
+        raise NotImplementedError
+
+    def _write(self, header: dict, payload: bytes):
+        raise NotImplementedError
 
     def start(self):
-        if self._lines is None:
+        if not self._prepared:
             self.prepare()
-        x, y, w, h = self.rect
         c = self.client
         c.progress.connect(self._on_progress)
         c.result.connect(self._on_result)
         c.failed.connect(self._on_failed)
         self._t_sent = time.perf_counter()
-        self.rid = c.colorize(w, h, self._lines, self._hints, dict(self.options, engine=self.engine))
-        self._lines = self._hints = None   # the client holds the bytes now
+        self.rid = self._send()   # the client holds the bytes now
         return self
 
     def cancel(self):
@@ -201,8 +202,7 @@ class ColorizeJob(QObject):
         self.reply = header
         try:
             t0 = time.perf_counter()
-            self.node = write_result(self.document, self.line_node, payload, self.rect, self.mask,
-                                     str(header.get("engine", "")))
+            self.node = self._write(header, payload)
             self.timings["write"] = time.perf_counter() - t0
         except UserError as e:
             self.failed.emit(str(e), "user")
@@ -213,18 +213,116 @@ class ColorizeJob(QObject):
         self.done.emit(self.node)
 
 
-def write_result(document, line_node, bgra: bytes, rect, mask, engine_label: str):
-    """Put the result in a new paint layer directly below the line art and
-    retire our previous result for it.  Returns the new node."""
-    if krita_io.find_node(document, krita_io.node_id(line_node)) is None:
-        raise UserError("the line-art layer was removed while colorizing")
+class ColorizeJob(WorkerJob):
+    """One colorize run (see WorkerJob)."""
+
+    def __init__(self, document, line_node, hint_node=None, engine="flats", client=None, **options):
+        super().__init__(document, client, options.pop("force", False))
+        self.line_node, self.hint_node = line_node, hint_node
+        self.engine = engine
+        self.options = {k: v for k, v in options.items() if v is not None}
+        self._lines = self._hints = None
+
+    def prepare(self):
+        t0 = time.perf_counter()
+        doc, line = self.document, self.line_node
+        if doc is None:
+            raise UserError("no document is open")
+        if line is None:
+            raise UserError("choose the line-art layer")
+        if krita_io.find_node(doc, krita_io.node_id(line)) is None:
+            raise UserError(f"the line-art layer '{line.name()}' is not in this document any more")
+        if self.hint_node is not None and krita_io.node_id(self.hint_node) == krita_io.node_id(line):
+            raise UserError("the hint layer and the line-art layer are the same layer")
+        self.rect, sel = work_rect(doc)
+        W, H = doc.width(), doc.height()
+        check_size(self.rect, self.force, self.verb)
+        self._lines = krita_io.read_bgra8(line, self.rect)
+        # A selection may well hold no ink (inside one region); the layer itself must not be empty.
+        if (not krita_io.has_visible_pixels(self._lines)
+                and (sel is None or not krita_io.has_visible_pixels(krita_io.read_bgra8(line, (0, 0, W, H))))):
+            raise UserError(f"the line-art layer '{line.name()}' is empty")
+        if krita_io.opaque_fraction(self._lines) >= OPAQUE_LINE_ART and line.blendingMode() != "multiply":
+            self.notes.append("opaque")
+        self._hints = None
+        if self.hint_node is not None:
+            hints = krita_io.read_bgra8(self.hint_node, self.rect)
+            self._hints = hints if krita_io.has_visible_pixels(hints) else None
+        self.mask = krita_io.selection_mask(sel, self.rect) if sel is not None else None
+        self.timings["read"] = time.perf_counter() - t0
+        self._prepared = True
+        return self
+
+    def _send(self):
+        x, y, w, h = self.rect
+        rid = self.client.colorize(w, h, self._lines, self._hints, dict(self.options, engine=self.engine))
+        self._lines = self._hints = None
+        return rid
+
+    def _write(self, header, payload):
+        return write_result(self.document, self.line_node, payload, self.rect, self.mask,
+                            str(header.get("engine", "")))
+
+
+class LinesJob(WorkerJob):
+    """Extract line art from a colored layer (the worker's "lines" op, XDoG)."""
+    verb = "extract lines from"
+
+    def __init__(self, document, source_node, thickness=1.0, client=None, force=False):
+        super().__init__(document, client, force)
+        self.source_node = source_node
+        self.thickness = float(thickness)
+        self._image = None
+
+    def prepare(self):
+        t0 = time.perf_counter()
+        doc, src = self.document, self.source_node
+        if doc is None:
+            raise UserError("no document is open")
+        if src is None:
+            raise UserError("choose the layer to extract line art from")
+        if src.type() not in LAYER_TYPES:
+            raise UserError(f"'{src.name()}' is a {src.type()}, not a layer: choose a layer to extract line art from")
+        if krita_io.find_node(doc, krita_io.node_id(src)) is None:
+            raise UserError(f"the layer '{src.name()}' is not in this document any more")
+        if not (0 < self.thickness <= 20):
+            raise UserError(f"line thickness must be between 0 and 20, got {self.thickness:g}")
+        self.rect, sel = work_rect(doc)
+        x, y, w, h = self.rect
+        if min(w, h) < 3:
+            raise UserError(f"the area is too small to extract lines from ({w}x{h} pixels)")
+        check_size(self.rect, self.force, self.verb)
+        self._image = krita_io.read_bgra8(src, self.rect)
+        if (not krita_io.has_visible_pixels(self._image)
+                and (sel is None or not krita_io.has_visible_pixels(
+                    krita_io.read_bgra8(src, (0, 0, doc.width(), doc.height()))))):
+            raise UserError(f"the layer '{src.name()}' is empty: nothing to extract lines from")
+        self.mask = krita_io.selection_mask(sel, self.rect) if sel is not None else None
+        self.timings["read"] = time.perf_counter() - t0
+        self._prepared = True
+        return self
+
+    def _send(self):
+        x, y, w, h = self.rect
+        rid = self.client.lines(w, h, self._image, self.thickness)
+        self._image = None
+        return rid
+
+    def _write(self, header, payload):
+        return write_lines(self.document, self.source_node, payload, self.rect, self.mask,
+                           str(header.get("engine", "")))
+
+
+def _write_layer(document, source, bgra: bytes, rect, mask, name: str, engine_label: str, kind: str, place):
+    """A new paint layer next to `source` (place(parent, new, source) puts it),
+    replacing our previous one of this kind.  Pixels are written before the
+    layer is added, so adding it is one undo step."""
     x, y, w, h = rect
-    name = result_layer_name(engine_label)
-    old = replaceable_result(document, line_node)
+    old = replaceable_result(document, source, kind)
     doc_space = krita_io.color_space(document)
     if mask is not None:
         if old is not None:
-            # Recolor only the selection: keep the old colors elsewhere.
+            # Redo only the selection: keep the old pixels elsewhere.
             before = krita_io.convert_bytes(old.pixelData(x, y, w, h), w, h, krita_io.color_space(old),
                                             krita_io.SRGB8)
             bgra = krita_io.blend_masked(before, bgra, mask, w, h)
@@ -236,18 +334,39 @@ def write_result(document, line_node, bgra: bytes, rect, mask, engine_label: str
         W, H = document.width(), document.height()
         new.setPixelData(old.pixelData(0, 0, W, H), 0, 0, W, H)
     krita_io.write_bgra8(new, bgra, rect, doc_space)
-    parent = line_node.parentNode()
+    parent = source.parentNode()
     active = document.activeNode()
-    insert_below(parent, new, line_node)
+    place(parent, new, source)
     if active is not None:
         document.setActiveNode(active)   # adding a layer activates it; the artist keeps their layer
     if old is not None:
         old.remove()
-    records = load_records(document)
-    records[krita_io.node_id(line_node)] = {"result": krita_io.node_id(new), "name": name, "engine": engine_label}
-    save_records(document, records)
+    records = load_records(document, kind)
+    records[krita_io.node_id(source)] = {"result": krita_io.node_id(new), "name": name, "engine": engine_label}
+    save_records(document, records, kind)
     document.refreshProjection()
     return new
+
+
+def write_result(document, line_node, bgra: bytes, rect, mask, engine_label: str):
+    """Put the result in a new paint layer directly below the line art and
+    retire our previous result for it.  Returns the new node."""
+    if krita_io.find_node(document, krita_io.node_id(line_node)) is None:
+        raise UserError("the line-art layer was removed while colorizing")
+    return _write_layer(document, line_node, bgra, rect, mask, result_layer_name(engine_label), engine_label,
+                        "results", insert_below)
+
+
+def insert_above(parent, new_node, source):
+    parent.addChildNode(new_node, source)
+
+
+def write_lines(document, source, bgra: bytes, rect, mask, engine_label: str = "Lines (XDoG)"):
+    """Put extracted line art in a new paint layer directly above the source
+    layer and retire our previous extraction from it.  Returns the new node."""
+    if krita_io.find_node(document, krita_io.node_id(source)) is None:
+        raise UserError("the layer was removed while extracting line art")
+    return _write_layer(document, source, bgra, rect, mask, LINES_NAME, engine_label, LINES_RECORDS, insert_above)
 
 
 def set_multiply(line_node):
@@ -255,19 +374,8 @@ def set_multiply(line_node):
     line_node.setBlendingMode("multiply")
 
 
-def colorize(document, line_layer, hint_layer=None, engine="flats", wait=True, **options):
-    """Scripting entry point (see krita_alac.colorize).
-
-    wait=True spins an event loop until the layer is written and returns the
-    result node, raising UserError on failure.  wait=False returns the started
-    ColorizeJob; connect to its done/failed signals."""
-    if isinstance(line_layer, str):
-        line_layer = document.nodeByName(line_layer) if document is not None else None
-    if isinstance(hint_layer, str):
-        hint_layer = document.nodeByName(hint_layer) if document is not None else None
-    timeout = options.pop("timeout", None)
-    job = ColorizeJob(document, line_layer, hint_layer, engine, **options)
-    job.prepare()
+def _run(job, wait, timeout):
+    """Start a prepared job; with wait, spin an event loop until it answers."""
     if not wait:
         return job.start()
     loop = QEventLoop()
@@ -284,7 +392,37 @@ def colorize(document, line_layer, hint_layer=None, engine="flats", wait=True, *
         QTimer.singleShot(int(timeout * 1000), give_up)
     if not outcome:
         loop.exec_()
-    colorize.last_job = job
     if "error" in outcome:
         raise UserError(outcome["error"][0])
     return outcome["node"]
+
+
+def colorize(document, line_layer, hint_layer=None, engine="flats", wait=True, **options):
+    """Scripting entry point (see krita_alac.colorize).
+
+    wait=True spins an event loop until the layer is written and returns the
+    result node, raising UserError on failure.  wait=False returns the started
+    ColorizeJob; connect to its done/failed signals."""
+    if isinstance(line_layer, str):
+        line_layer = document.nodeByName(line_layer) if document is not None else None
+    if isinstance(hint_layer, str):
+        hint_layer = document.nodeByName(hint_layer) if document is not None else None
+    timeout = options.pop("timeout", None)
+    job = ColorizeJob(document, line_layer, hint_layer, engine, **options)
+    job.prepare()
+    colorize.last_job = job
+    return _run(job, wait, timeout)
+
+
+def extract_lines(document, layer, thickness=1.0, wait=True, timeout=None, client=None, force=False):
+    """Scripting entry point (see krita_alac.extract_lines): line art of `layer`
+    in a new layer "Line art (XDoG)" directly above it.
+
+    wait=True returns the new node (UserError on failure); wait=False returns
+    the started LinesJob with done/failed signals."""
+    if isinstance(layer, str):
+        layer = document.nodeByName(layer) if document is not None else None
+    job = LinesJob(document, layer, thickness, client=client, force=force)
+    job.prepare()
+    extract_lines.last_job = job
+    return _run(job, wait, timeout)

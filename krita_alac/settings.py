@@ -14,6 +14,7 @@ DEFAULTS = {
     "size": 512,             # working size (long side) for neural engines
     "snap": False,
     "auto": False,
+    "line_thickness": 1.0,   # Extract line art: XDoG line thickness
     "max_pixels": 6000 * 6000,   # above this, ask before colorizing
     "flavour": "cpu",        # engine setup: "cpu" (onnxruntime) or "gpu" (onnxruntime-gpu)
 }

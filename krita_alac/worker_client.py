@@ -19,6 +19,7 @@ from . import env_setup, settings
 
 PLUGIN_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STDERR_KEEP = 8000
+JOB_OPS = ("colorize", "lines")   # requests answered with a result or an error
 
 
 def candidate_pythons(configured: str = "") -> list:
@@ -158,11 +159,17 @@ class WorkerClient(QObject):
                       lines=len(lines), hints=len(hints))
         return self.request(header, lines + hints if hints else lines)
 
+    def lines(self, width: int, height: int, image: bytes, thickness: float = 1.0, transparent: bool = True) -> int:
+        """Line art of a colored picture (XDoG); answered with a result like colorize."""
+        header = dict(op="lines", width=width, height=height, format="BGRA8", image=len(image),
+                      thickness=float(thickness), transparent=bool(transparent), method="xdog")
+        return self.request(header, image)
+
     def _flush(self):
         if self.state != "ready" or self._pending is not None or not self._queue:
             return
         header, payload = self._queue.pop(0)
-        if header.get("op") == "colorize":
+        if header.get("op") in JOB_OPS:
             self._pending = header["id"]
             self._set_state("busy")
         # QProcess buffers the write and feeds the pipe from the event loop.
@@ -263,7 +270,7 @@ class WorkerClient(QObject):
             msg = "the engine worker crashed or was killed (out of memory?)"
         else:
             msg = f"the engine worker stopped (exit code {code})"
-        self._fail_all(msg + (f": {why}" if why else "") + ". Click Colorize to start it again.", "crash")
+        self._fail_all(msg + (f": {why}" if why else "") + ". The next run starts it again.", "crash")
 
     def _drop_process(self):
         p, self.proc = self.proc, None
@@ -273,7 +280,7 @@ class WorkerClient(QObject):
     def _fail_all(self, message, kind):
         rid = self._pending
         if rid is None and self._queue:
-            rid = next((h["id"] for h, _ in self._queue if h.get("op") == "colorize"), None)
+            rid = next((h["id"] for h, _ in self._queue if h.get("op") in JOB_OPS), None)
         self._pending = None
         self._queue.clear()
         self.failed.emit(rid if rid is not None else -1, message, kind)

@@ -5,7 +5,8 @@ Driven by tests/test_krita.py:
 The config names the scenarios, an output folder and the ONNX model; each
 scenario returns plain facts (layer order, pixel values, hashes, timings) that
 the pytest side asserts on.  Everything goes through krita_alac.colorize /
-ColorizeJob and the real worker process, as the docker does.
+ColorizeJob (krita_alac.extract_lines / LinesJob) and the real worker
+process, as the docker does.
 """
 import hashlib
 import json
@@ -457,6 +458,107 @@ def s_errors():
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+    doc.close()
+    return out
+
+
+def square_on_white(w, h, box, color=RED):
+    """BGRA8 bytes: opaque white with a filled square box=(x0, y0, x1, y1) (inclusive)."""
+    buf = bytearray(b"\xff" * (w * h * 4))
+    x0, y0, x1, y1 = box
+    px = bytes((color[2], color[1], color[0], 255)) * (x1 - x0 + 1)
+    for y in range(y0, y1 + 1):
+        buf[(y * w + x0) * 4:(y * w + x1 + 1) * 4] = px
+    return bytes(buf)
+
+
+def alpha_row(bgra, w, y, x0, x1):
+    return [bgra[(y * w + x) * 4 + 3] for x in range(x0, x1)]
+
+
+def darkest_line(bgra, w, y, x0, x1):
+    """[R, G, B, A] of the most opaque pixel of row y between x0 and x1."""
+    best = max(range(x0, x1), key=lambda x: bgra[(y * w + x) * 4 + 3])
+    return rgb_at(bgra, w, best, y)
+
+
+def lines_facts(res, src, doc, w):
+    """Where the extracted layer went and what it holds (square at x 80..199, y 70..189)."""
+    ids = [krita_io.node_id(n) for n in src.parentNode().childNodes()]
+    px = read8(res, doc)
+    return {"name": res.name(), "type": res.type(), "space": krita_io.color_space(res),
+            "same_parent": krita_io.node_id(res.parentNode()) == krita_io.node_id(src.parentNode()),
+            "directly_above": ids.index(krita_io.node_id(res)) == ids.index(krita_io.node_id(src)) + 1,
+            "left_edge": darkest_line(px, w, 130, 74, 87), "right_edge": darkest_line(px, w, 130, 193, 206),
+            "top_edge_alpha": max(px[(y * w + 140) * 4 + 3] for y in range(64, 77)),
+            "interior": rgb_at(px, w, 140, 130), "outside": rgb_at(px, w, 30, 230),
+            "offset_gap": rgb_at(px, w, 10, 130),     # uncovered by the moved layer: transparent = white
+            "ink_px_row": sum(a > 128 for a in alpha_row(px, w, 130, 60, 100))}
+
+
+def s_lines():
+    """Extract line art from a colored layer (moved by an offset) inside a group."""
+    w = h = 256
+    doc = new_doc(w, h)
+    paper = add_layer(doc, "Paper")
+    put(paper, b"\xff" * (w * h * 4), w, h)
+    group = doc.createGroupLayer("Art")
+    doc.rootNode().addChildNode(group, paper)
+    src = add_layer(doc, "Colors", parent=group)
+    add_layer(doc, "Top", parent=group, above=src)
+    put(src, square_on_white(w, h, (60, 60, 179, 179)), w, h)
+    src.move(20, 10)                                 # the square now spans x 80..199, y 70..189
+    doc.waitForDone()
+    b = src.bounds()
+    before = (raw_hash(src, doc), [b.x(), b.y(), b.width(), b.height()])
+    t0 = time.perf_counter()
+    res = krita_alac.extract_lines(doc, src, thickness=1.0, timeout=120)
+    first_s = time.perf_counter() - t0
+    job = krita_api.extract_lines.last_job
+    out = {"bounds": before[1], "first": lines_facts(res, src, doc, w), "first_s": first_s,
+           "order": siblings(src), "root_order": [n.name() for n in doc.rootNode().childNodes()],
+           "engine": job.reply.get("engine"), "device": job.reply.get("device"),
+           "active_kept": doc.activeNode() is None or krita_io.node_id(doc.activeNode()) != krita_io.node_id(res),
+           "records": krita_api.load_records(doc, "lines").get(krita_io.node_id(src), {}),
+           "colorize_records": krita_api.load_records(doc)}
+    first_id = krita_io.node_id(res)
+    # Rerun, thicker: replaces the first layer.
+    res2 = krita_alac.extract_lines(doc, src, thickness=2.5, timeout=120)
+    out["rerun"] = {"replaced": krita_io.find_node(doc, first_id) is None, "order": siblings(src),
+                    **lines_facts(res2, src, doc, w)}
+    # Renamed: kept; a selection limits the new layer to the selected pixels.
+    res2.setName("My lines")
+    sel = Selection()
+    sel.select(60, 60, 80, 150, 255)               # the square's left edge only
+    doc.setSelection(sel)
+    res3 = krita_alac.extract_lines(doc, src, timeout=120)
+    doc.setSelection(None)
+    out["selection"] = {"kept": krita_io.find_node(doc, krita_io.node_id(res2)) is not None,
+                        "order": siblings(src), "rect": list(krita_api.extract_lines.last_job.rect),
+                        **lines_facts(res3, src, doc, w)}
+    out["source_unchanged"] = before == (raw_hash(src, doc), [src.bounds().x(), src.bounds().y(),
+                                                              src.bounds().width(), src.bounds().height()])
+    empty = add_layer(doc, "Empty")
+    out["errors"] = {"empty": expect_error(lambda: krita_alac.extract_lines(doc, empty, timeout=60)),
+                     "no_document": expect_error(lambda: krita_alac.extract_lines(None, None)),
+                     "no_layer": expect_error(lambda: krita_alac.extract_lines(doc, None)),
+                     "thickness": expect_error(lambda: krita_alac.extract_lines(doc, src, thickness=0))}
+    doc.close()
+    return out
+
+
+def s_lines16():
+    w = h = 256
+    doc = new_doc(w, h, model="RGBA", depth="U16", profile="sRGB-elle-V2-g10.icc")
+    src = add_layer(doc, "Colors")
+    add_layer(doc, "Top")
+    put(src, square_on_white(w, h, (60, 60, 179, 179)), w, h)
+    src.move(20, 10)
+    doc.waitForDone()
+    before = raw_hash(src, doc)
+    res = krita_alac.extract_lines(doc, "Colors", timeout=120)
+    out = {"doc_space": krita_io.color_space(doc), "raw_bytes_per_px": len(bytes(src.pixelData(0, 0, 1, 1))),
+           "order": siblings(src), **lines_facts(res, src, doc, w), "source_unchanged": before == raw_hash(src, doc)}
     doc.close()
     return out
 
