@@ -1,0 +1,313 @@
+"""Run CycleGAN generators on RGBA pictures: hint-free colors and neural line art.
+
+    auto_colors(rgba_lines, model)    line art -> opaque colors (sketch2color)
+    neural_lines(rgba_picture, model) picture -> black lines on transparency (color2sketch)
+
+`model` is an ONNX file from cyclegan_export.py (run by ONNX Runtime, GPU
+first, CPU as the fallback) or a `latest_net_G_*.pth` checkpoint (run by
+PyTorch).  The picture is scaled so its long side is `size`, padded (edge
+pixels repeated) to a multiple of the generator's 2**n_down, run, cropped and
+scaled back to the canvas size.  Transparent pixels count as white paper.
+
+Images are H x W x 4 uint8 RGBA arrays (straight alpha), as in imaging.py.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .errors import UserError
+from .imaging import Geometry, luminance, to_rgba
+from .runtime import PROVIDER_NAMES, choose_providers, log
+
+CHECKPOINT_EXTS = (".pth", ".pt", ".ckpt", ".safetensors", ".bin")
+BACKENDS = ("auto", "onnx", "torch")
+# Guard against absurd requests (a 16k side at fp32 is already gigabytes of activations).
+MAX_SIZE = 8192
+
+
+def _warn(msg, sink):
+    log.warning(msg)
+    if sink is not None:
+        sink.append(msg)
+
+
+def _first_line(e, n=160):
+    lines = str(e).strip().splitlines()
+    return lines[0][:n] if lines else type(e).__name__
+
+
+# --- runners ----------------------------------------------------------------
+
+class OnnxImage2Image:
+    """One `image -> output` ONNX graph with GPU-first providers and CPU fallback."""
+    backend = "onnxruntime"
+
+    def __init__(self, path: str, device: str = "auto", warnings: list | None = None):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise UserError("onnxruntime is not installed (pip install onnxruntime)")
+        if not os.path.isfile(path):
+            raise UserError(f"model file not found: {path}")
+        self._ort = ort
+        self.path = path
+        self.warnings = warnings if warnings is not None else []
+        self._open(choose_providers(device, ort.get_available_providers()))
+        s = self._sess
+        ins, outs = [i.name for i in s.get_inputs()], [o.name for o in s.get_outputs()]
+        if ins != ["image"] or outs != ["output"]:
+            raise UserError(f"{os.path.basename(path)} is not an image-to-image model: inputs {ins}, outputs {outs} "
+                            "(expected image -> output)")
+        meta = s.get_modelmeta().custom_metadata_map
+        from .cyclegan_export import META_DIRECTION
+        from .onnx_export import META_MULTIPLE
+        self.direction = meta.get(META_DIRECTION) or None
+        try:
+            self.multiple = int(meta.get(META_MULTIPLE, "32"))
+        except ValueError:
+            self.multiple = 32
+        self.in_nc = _static(s.get_inputs()[0].shape, 1)
+        self.out_nc = _static(s.get_outputs()[0].shape, 1)
+        self._dtype = np.float16 if s.get_inputs()[0].type == "tensor(float16)" else np.float32
+        self.label = os.path.basename(path)
+
+    def _open(self, providers):
+        so = self._ort.SessionOptions()
+        so.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3
+        try:
+            self._sess = self._ort.InferenceSession(self.path, sess_options=so, providers=providers)
+        except Exception as e:
+            if providers[0] == "CPUExecutionProvider":
+                raise UserError(f"{os.path.basename(self.path)} could not be loaded by onnxruntime: {_first_line(e, 200)}")
+            _warn(f"{PROVIDER_NAMES.get(providers[0], providers[0])} failed to start ({_first_line(e)}); "
+                  "using the CPU", self.warnings)
+            return self._open(["CPUExecutionProvider"])
+        got = self._sess.get_providers()[0]
+        if got != providers[0]:
+            _warn(f"asked onnxruntime for {PROVIDER_NAMES.get(providers[0], providers[0])} but got "
+                  f"{PROVIDER_NAMES.get(got, got)}", self.warnings)
+        self.provider = got
+        self.device = PROVIDER_NAMES.get(got, got)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        feed = {"image": x.astype(self._dtype, copy=False)}
+        try:
+            out = self._sess.run(None, feed)[0]
+        except Exception as e:
+            if self.provider == "CPUExecutionProvider":
+                raise
+            # Out of GPU memory and driver failures: finish the job on the CPU.
+            _warn(f"{self.device} failed ({_first_line(e)}); retrying on the CPU", self.warnings)
+            self._open(["CPUExecutionProvider"])
+            out = self._sess.run(None, feed)[0]
+        return out.astype(np.float32, copy=False)
+
+
+def _static(shape, axis):
+    v = shape[axis] if len(shape) > axis else None
+    return v if isinstance(v, int) else None
+
+
+class TorchImage2Image:
+    """A cyclegan generator checkpoint run by PyTorch, with CPU fallback."""
+    backend = "torch"
+
+    def __init__(self, path: str, device: str = "auto", warnings: list | None = None):
+        try:
+            import torch
+        except ImportError:
+            raise UserError("running a checkpoint needs PyTorch (pip install torch), or export it to ONNX")
+        from .cyclegan import guess_direction, load_generator
+        self._torch = torch
+        self.warnings = warnings if warnings is not None else []
+        self.net = load_generator(path)
+        self.in_nc, self.out_nc, self.multiple = self.net.in_nc, self.net.out_nc, self.net.multiple
+        self.direction = guess_direction(self.net)
+        self.label = os.path.basename(path)
+        self._move(self._pick(device))
+
+    def _pick(self, device):
+        torch = self._torch
+        mps = getattr(torch.backends, "mps", None)
+        has_mps = mps is not None and mps.is_available()
+        if device == "auto":
+            return "cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu"
+        if device not in ("cpu", "cuda", "mps"):
+            raise UserError(f"unknown device {device!r} for torch: use auto, cpu, cuda or mps")
+        if device == "cuda" and not torch.cuda.is_available():
+            raise UserError("torch here has no CUDA support")
+        if device == "mps" and not has_mps:
+            raise UserError("torch here has no MPS support")
+        return device
+
+    def _move(self, dev):
+        self.net.to(dev)
+        self._dev = dev
+        self.device = {"cuda": "CUDA", "mps": "MPS", "cpu": "CPU"}[dev]
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        try:
+            with torch.inference_mode():
+                return self.net(torch.from_numpy(x).to(self._dev)).float().cpu().numpy()
+        except RuntimeError as e:
+            if self._dev == "cpu":
+                raise
+            _warn(f"{self.device} failed ({_first_line(e)}); retrying on the CPU", self.warnings)
+            self._move("cpu")
+            with torch.inference_mode():
+                return self.net(torch.from_numpy(x)).numpy()
+
+
+_LOADED: dict = {}
+
+
+def load_image2image(path: str, backend: str = "auto", device: str = "auto", warnings: list | None = None):
+    """An OnnxImage2Image or TorchImage2Image for `path`; the last one stays loaded."""
+    if backend not in BACKENDS:
+        raise UserError(f"unknown backend {backend!r}: use auto, onnx or torch")
+    if not isinstance(path, (str, os.PathLike)) or not os.path.isfile(path):
+        raise UserError(f"model file not found: {path}")
+    path = os.fspath(path)
+    is_onnx = path.endswith(".onnx")
+    if backend == "auto":
+        backend = "onnx" if is_onnx else "torch"
+    if backend == "onnx" and not is_onnx:
+        raise UserError(f"{os.path.basename(path)} is a PyTorch checkpoint: export it with "
+                        "'python -m krita_alac.cyclegan_export' or use the torch backend")
+    if backend == "torch" and is_onnx:
+        raise UserError(f"{os.path.basename(path)} is an ONNX model: the torch backend needs a checkpoint")
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_mtime_ns, st.st_size, backend, device)
+    runner = _LOADED.get(key)
+    if runner is None:
+        _LOADED.clear()  # free the old model first
+        cls = OnnxImage2Image if backend == "onnx" else TorchImage2Image
+        runner = cls(path, device)
+        _LOADED[key] = runner
+    if warnings is not None:
+        warnings.extend(runner.warnings)
+    runner.warnings.clear()
+    return runner
+
+
+# --- geometry and pixels ------------------------------------------------------
+
+def check_image(rgba, what: str):
+    if not isinstance(rgba, np.ndarray):
+        raise UserError(f"the {what} must be an RGBA 8-bit image (H x W x 4 uint8 array), got {type(rgba).__name__}")
+    if rgba.ndim != 3 or rgba.shape[2] != 4 or rgba.dtype != np.uint8 or min(rgba.shape[:2]) < 1:
+        raise UserError(f"the {what} must be an RGBA 8-bit image (H x W x 4 uint8 array), "
+                        f"got a {rgba.dtype} array of shape {rgba.shape}")
+
+
+def _check_size_type(size):
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1 or size > MAX_SIZE:
+        raise UserError(f"working size must be a positive whole number of pixels up to {MAX_SIZE}, got {size!r}")
+
+
+def work_geometry(height: int, width: int, size: int, multiple: int) -> Geometry:
+    """Long side scaled to `size`, padded to the generator's multiple (at least
+    two multiples, so the bottleneck is wide enough for reflection padding)."""
+    _check_size_type(size)
+    if size < multiple or size % multiple:
+        raise UserError(f"working size must be a positive multiple of {multiple} for this model, got {size}")
+    scale = size / max(height, width)
+    h = max(1, min(size, round(height * scale)))
+    w = max(1, min(size, round(width * scale)))
+    up = lambda v: max(-(-v // multiple) * multiple, 2 * multiple, 4)  # noqa: E731
+    return Geometry(height, width, h, w, up(h), up(w))
+
+
+def _resize_planes(a: np.ndarray, h: int, w: int) -> np.ndarray:
+    """H x W x C float32 -> h x w x C (Lanczos)."""
+    from PIL import Image
+    if a.shape[:2] == (h, w):
+        return a
+    planes = [np.asarray(Image.fromarray(np.ascontiguousarray(a[..., c]), "F")
+                         .resize((w, h), Image.Resampling.LANCZOS), np.float32) for c in range(a.shape[2])]
+    return np.clip(np.stack(planes, -1), 0.0, 1.0)
+
+
+def _over_white(rgba: np.ndarray) -> np.ndarray:
+    """RGB in [0, 1] of the picture composited over white paper."""
+    rgb = rgba[..., :3].astype(np.float32) / 255.0
+    a = rgba[..., 3:].astype(np.float32) / 255.0
+    return rgb * a + (1.0 - a)
+
+
+def _to_input(planes: np.ndarray, geo: Geometry, channels: int | None) -> np.ndarray:
+    """h x w x C in [0, 1] -> 1 x channels x PH x PW in [-1, 1], edge padding."""
+    c = planes.shape[2]
+    if channels in (None, c):
+        pass
+    elif channels == 1 and c == 3:
+        k = np.array([0.299, 0.587, 0.114], np.float32)
+        planes = planes @ k[:, None]
+    elif channels == 3 and c == 1:
+        planes = np.repeat(planes, 3, axis=2)
+    else:
+        raise UserError(f"the model takes {channels}-channel images; only 1 (gray) or 3 (RGB) are supported")
+    p = np.pad(planes, ((0, geo.ph - geo.h), (0, geo.pw - geo.w), (0, 0)), mode="edge")
+    return np.ascontiguousarray((p * 2.0 - 1.0).transpose(2, 0, 1)[None], np.float32)
+
+
+def _ink_to_rgba(out: np.ndarray, geo: Geometry) -> np.ndarray:
+    """Generator output (1-channel gray or RGB, [-1, 1]) -> black lines on transparency."""
+    from PIL import Image
+    y = (out[0, :, :geo.h, :geo.w] + 1.0) * 0.5
+    lum = y[0] if y.shape[0] == 1 else np.tensordot(np.array([0.299, 0.587, 0.114], np.float32), y[:3], 1)
+    ink = np.clip(1.0 - lum, 0.0, 1.0).astype(np.float32)
+    if not geo.identity:
+        ink = np.asarray(Image.fromarray(ink, "F").resize((geo.width, geo.height), Image.Resampling.BICUBIC),
+                         np.float32)
+    rgba = np.zeros((geo.height, geo.width, 4), np.uint8)
+    rgba[..., 3] = np.clip(ink * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return rgba
+
+
+def _direction_error(runner, want: str):
+    name = runner.label
+    if runner.direction and runner.direction != want:
+        use = "neural_lines (lines --method neural)" if runner.direction == "color2sketch" else "auto_colors"
+        raise UserError(f"{name} is a {runner.direction} model, not {want}: use it with {use}")
+    if runner.direction is None:
+        if want == "sketch2color" and runner.out_nc == 1:
+            raise UserError(f"{name} gives 1-channel images: it draws lines rather than colors")
+        if want == "color2sketch" and (runner.in_nc, runner.out_nc) == (1, 3):
+            raise UserError(f"{name} turns gray sketches into colors (1 -> 3 channels): it does not draw lines")
+    if runner.in_nc not in (None, 1, 3) or runner.out_nc not in (None, 1, 3):
+        raise UserError(f"{name} maps {runner.in_nc} to {runner.out_nc} channels; only 1 (gray) or 3 (RGB) "
+                        "are supported")
+
+
+# --- API ----------------------------------------------------------------------
+
+def auto_colors(rgba_lines: np.ndarray, model_path: str, size: int = 512, backend: str = "auto",
+                device: str = "auto", warnings: list | None = None) -> np.ndarray:
+    """Colors for line art without hints: canvas-sized opaque RGBA uint8."""
+    check_image(rgba_lines, "line art")
+    _check_size_type(size)
+    runner = load_image2image(model_path, backend, device, warnings)
+    _direction_error(runner, "sketch2color")
+    geo = work_geometry(*rgba_lines.shape[:2], size, runner.multiple)
+    gray = _resize_planes(luminance(rgba_lines)[..., None], geo.h, geo.w)
+    out = runner.run(_to_input(gray, geo, runner.in_nc))
+    if out.shape[1] == 1:
+        out = np.repeat(out, 3, axis=1)
+    return to_rgba(out[:, :3], geo)
+
+
+def neural_lines(rgba_picture: np.ndarray, model_path: str, size: int = 512, backend: str = "auto",
+                 device: str = "auto", warnings: list | None = None) -> np.ndarray:
+    """Line art of a picture: canvas-sized RGBA uint8, black with the ink as alpha."""
+    check_image(rgba_picture, "picture")
+    _check_size_type(size)
+    runner = load_image2image(model_path, backend, device, warnings)
+    _direction_error(runner, "color2sketch")
+    geo = work_geometry(*rgba_picture.shape[:2], size, runner.multiple)
+    rgb = _resize_planes(_over_white(rgba_picture), geo.h, geo.w)
+    return _ink_to_rgba(runner.run(_to_input(rgb, geo, runner.in_nc)), geo)
