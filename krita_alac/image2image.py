@@ -81,7 +81,8 @@ class OnnxImage2Image:
             self._sess = self._ort.InferenceSession(self.path, sess_options=so, providers=providers)
         except Exception as e:
             if providers[0] == "CPUExecutionProvider":
-                raise UserError(f"{os.path.basename(self.path)} could not be loaded by onnxruntime: {_first_line(e, 200)}")
+                raise UserError(f"{os.path.basename(self.path)} could not be loaded by onnxruntime: "
+                                f"{_first_line(e, 200)}")
             _warn(f"{PROVIDER_NAMES.get(providers[0], providers[0])} failed to start ({_first_line(e)}); "
                   "using the CPU", self.warnings)
             return self._open(["CPUExecutionProvider"])
@@ -274,9 +275,9 @@ def _direction_error(runner, want: str):
     if runner.direction and runner.direction != want:
         use = "neural_lines (lines --method neural)" if runner.direction == "color2sketch" else "auto_colors"
         raise UserError(f"{name} is a {runner.direction} model, not {want}: use it with {use}")
+    if want == "sketch2color" and runner.out_nc == 1:
+        raise UserError(f"{name} gives 1-channel images: it draws lines rather than colors")
     if runner.direction is None:
-        if want == "sketch2color" and runner.out_nc == 1:
-            raise UserError(f"{name} gives 1-channel images: it draws lines rather than colors")
         if want == "color2sketch" and (runner.in_nc, runner.out_nc) == (1, 3):
             raise UserError(f"{name} turns gray sketches into colors (1 -> 3 channels): it does not draw lines")
     if runner.in_nc not in (None, 1, 3) or runner.out_nc not in (None, 1, 3):
@@ -296,8 +297,6 @@ def auto_colors(rgba_lines: np.ndarray, model_path: str, size: int = 512, backen
     geo = work_geometry(*rgba_lines.shape[:2], size, runner.multiple)
     gray = _resize_planes(luminance(rgba_lines)[..., None], geo.h, geo.w)
     out = runner.run(_to_input(gray, geo, runner.in_nc))
-    if out.shape[1] == 1:
-        out = np.repeat(out, 3, axis=1)
     return to_rgba(out[:, :3], geo)
 
 
