@@ -71,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     ln = sub.add_parser("lines", help="extract line art from a colored picture")
     ln.add_argument("image")
     ln.add_argument("-o", "--output", required=True)
-    ln.add_argument("--method", choices=("xdog",), default="xdog")
+    ln.add_argument("--method", choices=("xdog", "neural"), default="xdog")
+    ln.add_argument("--model", help="neural: a color->sketch generator (.onnx or latest_net_G_B.pth)")
+    ln.add_argument("--size", type=_size, default=512, help="neural: working size of the long side")
     ln.add_argument("--thickness", type=float, default=1.0, help="line thickness factor (default 1)")
     ln.add_argument("--white", action="store_true", help="black lines on white instead of on transparency")
 
@@ -152,7 +154,18 @@ def cmd_lines(args):
     from .imaging import read_rgba, write_png
     from .lines import extract_lines
     _check_output(args.output)
-    out = extract_lines(read_rgba(args.image, "picture"), args.method, args.thickness, transparent=not args.white)
+    picture = read_rgba(args.image, "picture")
+    if args.method == "neural":
+        from .image2image import neural_lines
+        if not args.model:
+            raise UserError("--method neural needs --model (a color->sketch generator)")
+        out = neural_lines(picture, args.model, args.size)
+        if args.white:
+            a = out[..., 3:4].astype("uint16")
+            out[..., :3] = (255 - a).astype("uint8")
+            out[..., 3] = 255
+    else:
+        out = extract_lines(picture, args.method, args.thickness, transparent=not args.white)
     write_png(args.output, out)
     print(f"{args.method} lines -> {args.output}")
 

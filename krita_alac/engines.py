@@ -23,6 +23,10 @@ CHECKPOINT_EXTS = (".pth", ".pt", ".ckpt", ".safetensors", ".bin")
 BACKENDS = ("auto", "onnx", "torch")
 
 
+KIND_ALACGAN = "alacgan"        # sketch + hints -> colors
+KIND_AUTO = "image2image"       # hint-free CycleGAN-style sketch -> colors
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """A neural model resolved to files."""
@@ -31,6 +35,7 @@ class ModelSpec:
     fp16: str | None = None
     netg: str | None = None
     i2v: str | None = None
+    kind: str = KIND_ALACGAN
 
     @property
     def key(self):
@@ -48,6 +53,9 @@ def resolve(engine: str, i2v: str | None = None) -> ModelSpec | None:
         if not os.path.isfile(engine):
             raise UserError(f"model file not found: {engine}")
         name = os.path.basename(engine)
+        if model_file_kind(engine) == KIND_AUTO:
+            path = dict(onnx=engine) if engine.endswith(".onnx") else dict(netg=engine)
+            return ModelSpec(label=f"Auto colors ({name})", kind=KIND_AUTO, **path)
         if engine.endswith(".onnx"):
             return ModelSpec(label=f"AlacGAN ({name})", onnx=engine)
         if i2v is None:
@@ -62,7 +70,32 @@ def resolve(engine: str, i2v: str | None = None) -> ModelSpec | None:
 
 
 def _from_installed(m: store.InstalledModel) -> ModelSpec:
+    if m.kind in (KIND_AUTO, "cyclegan"):
+        return ModelSpec(label=f"Auto colors ({m.label})", onnx=m.onnx, netg=m.netg, kind=KIND_AUTO)
     return ModelSpec(label=f"AlacGAN ({m.label})", onnx=m.onnx, fp16=m.fp16, netg=m.netg, i2v=m.i2v)
+
+
+_KINDS: dict = {}
+
+
+def model_file_kind(path: str) -> str:
+    """KIND_ALACGAN or KIND_AUTO for a model file (remembered per file version)."""
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_mtime_ns, st.st_size)
+    if key not in _KINDS:
+        kind = KIND_ALACGAN
+        if path.endswith(".onnx"):
+            try:
+                import onnx
+                m = onnx.load(path)
+                if "hint" not in {i.name for i in m.graph.input} and len(m.graph.input) == 1:
+                    kind = KIND_AUTO
+            except Exception:
+                pass  # the runtime reports unreadable models with a proper message
+        elif os.path.basename(path).startswith("latest_net_G"):
+            kind = KIND_AUTO   # the CycleGAN checkpoint naming
+        _KINDS[key] = kind
+    return _KINDS[key]
 
 
 def _onnxruntime_available():
@@ -143,6 +176,31 @@ class NeuralEngine:
                               labels=labels if req.want_labels else None)
 
 
+class AutoColorEngine:
+    """A hint-free sketch -> color generator (CycleGAN layout); hints are ignored."""
+
+    def __init__(self, spec: ModelSpec, backend: str, device: str):
+        self.spec, self.backend, self.device = spec, backend, device
+        self.warnings: list = []
+
+    def colorize(self, req: ColorizeRequest, progress=None) -> ColorizeResult:
+        from .image2image import auto_colors, load_image2image
+        path = self.spec.onnx or self.spec.netg
+        _report(progress, 0.2, "colors")
+        rgba = auto_colors(req.lines, path, req.size, req.backend, req.device, self.warnings)
+        runner = load_image2image(path, req.backend, req.device)
+        label, labels = self.spec.label, None
+        if req.hints is not None and (req.hints[..., 3] > 0).any() and not req.snap:
+            self.warnings.append("this model ignores color hints (use Snap to flats to apply them)")
+        if req.snap:
+            _report(progress, 0.8, "snapping to flats")
+            f = compute_flats(req.lines, req.hints, req.gap, fill="model", model_rgb=rgba[..., :3])
+            rgba, labels = f.rgba, f.labels
+            label += " + flats"
+        return ColorizeResult(rgba=rgba, engine=label, device=f"{runner.backend} · {runner.device}",
+                              labels=labels if req.want_labels else None)
+
+
 def _report(progress, frac, what):
     if progress is not None:
         progress(frac, what)
@@ -179,7 +237,8 @@ class Engines:
                 notes.append("no neural model installed: using flats")
             res = colorize_flats(req, progress)
         else:
-            eng = self.neural(spec, req.backend, req.device)
+            eng = (AutoColorEngine(spec, req.backend, req.device) if spec.kind == KIND_AUTO
+                   else self.neural(spec, req.backend, req.device))
             res = eng.colorize(req, progress)
             notes.extend(eng.warnings)
             eng.warnings.clear()

@@ -228,3 +228,31 @@ def test_cli_does_not_import_torch_for_flats(tmp_path, store_home):
             "print('torch' in sys.modules, rc)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.stdout.split()[-2:] == ["False", "0"], r.stderr
+
+
+def test_hint_free_and_neural_line_models_through_the_command(tmp_path, capsys, store_home):
+    from krita_alac.cyclegan import ResnetGenerator, UResGenerator, save_generator
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    save_generator(UResGenerator(1, 3, ngf=4, n_down=3, n_blocks=1), str(tmp_path / "latest_net_G_A.pth"))
+    save_generator(ResnetGenerator(3, 1, ngf=4, n_blocks=2), str(tmp_path / "latest_net_G_B.pth"))
+    lines, hints = lines_and_hints(tmp_path)
+    out = str(tmp_path / "auto.png")
+    code, o, err = run_cli(capsys, "colorize", lines, "--hints", hints, "--model", str(tmp_path / "latest_net_G_A.pth"),
+                           "-o", out, "--size", "64")
+    assert code == 0, err
+    assert o.startswith("Auto colors (latest_net_G_A.pth) on torch · CPU")
+    assert "this model ignores color hints" in err
+    a = np.array(Image.open(out))
+    assert a.shape == (100, 160, 4) and (a[..., 3] == 255).all()
+    code, o, err = run_cli(capsys, "colorize", lines, "--hints", hints, "--model", str(tmp_path / "latest_net_G_A.pth"),
+                           "-o", out, "--size", "64", "--snap")
+    assert code == 0, err
+    assert tuple(np.array(Image.open(out))[50, 30]) == (*RED, 255)   # the hinted region keeps its hint color
+    code, o, err = run_cli(capsys, "lines", lines, "-o", str(tmp_path / "l.png"), "--method", "neural",
+                           "--model", str(tmp_path / "latest_net_G_B.pth"), "--size", "64")
+    assert code == 0, err
+    la = np.array(Image.open(tmp_path / "l.png"))
+    assert la.shape == (100, 160, 4) and (la[..., :3] == 0).all()
+    code, o, err = run_cli(capsys, "lines", lines, "-o", str(tmp_path / "l.png"), "--method", "neural")
+    assert code == 1 and err.strip() == "krita-alac: error: --method neural needs --model (a color->sketch generator)"
