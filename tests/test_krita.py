@@ -12,8 +12,8 @@ import subprocess
 
 import pytest
 from kritahelp import krita_env
-SCENARIOS = ["rgba8", "rgba16", "graya", "offset_group", "selection", "errors", "onnx", "timing_2048",
-             "io_4096", "kill_midrun"]
+SCENARIOS = ["rgba8", "rgba16", "graya", "offset_group", "selection", "errors", "lines", "lines16", "onnx",
+             "timing_2048", "io_4096", "kill_midrun"]
 BARE_PYTHON = "/usr/bin/python3"   # Debian's Python as Krita embeds it: no numpy
 
 
@@ -128,6 +128,64 @@ def test_selection_limits_the_result(krita_results):
     assert p["replaced_full"]
     assert p["top"] == BLUE                 # recolored inside the new selection
     assert p["bottom"] == RED and p["outside_box"] == BLUE   # kept from the previous run
+
+
+def dark_opaque(px):
+    return px[3] >= 230 and max(px[:3]) <= 40
+
+
+def check_extracted(f):
+    assert f["name"] == "Line art (XDoG)" and f["type"] == "paintlayer"
+    assert f["same_parent"] and f["directly_above"]
+    assert dark_opaque(f["left_edge"]), f["left_edge"]       # the square's border: dark opaque lines
+    assert f["interior"][3] == 0 and f["outside"][3] == 0    # flat areas: transparent
+    assert f["offset_gap"][3] == 0           # the canvas strip the moved layer left bare: no line
+
+
+def test_extract_lines_rgba8(krita_results):
+    f = scenario(krita_results, "lines")
+    assert f["bounds"][:2] == [20, 10]                        # the layer is moved by an offset
+    first = f["first"]
+    check_extracted(first)
+    assert dark_opaque(first["right_edge"]) and first["top_edge_alpha"] >= 230
+    assert first["space"] == ["RGBA", "U8", "sRGB-elle-V2-srgbtrc.icc"]
+    assert f["order"] == ["Colors", "Line art (XDoG)", "Top"]   # inside the group, directly above
+    assert f["root_order"] == ["Background", "Paper", "Art"]
+    assert (f["engine"], f["device"]) == ("Lines (XDoG)", "CPU")
+    assert f["active_kept"]
+    assert f["records"]["name"] == "Line art (XDoG)" and f["colorize_records"] == {}
+    assert f["source_unchanged"]
+    print(f"\n256² extract lines (worker warm-up included) {f['first_s']:.2f} s")
+
+
+def test_extract_lines_rerun_rename_selection(krita_results):
+    f = scenario(krita_results, "lines")
+    r = f["rerun"]
+    assert r["replaced"] and r["order"] == ["Colors", "Line art (XDoG)", "Top"]
+    check_extracted(r)
+    assert r["ink_px_row"] > f["first"]["ink_px_row"]          # thickness 2.5 draws wider lines than 1.0
+    s = f["selection"]
+    assert s["kept"] and s["order"] == ["Colors", "Line art (XDoG)", "My lines", "Top"]
+    assert s["rect"] == [60, 60, 80, 150]
+    check_extracted(s)
+    assert s["right_edge"][3] == 0 and s["top_edge_alpha"] == 0   # outside the selection: nothing
+
+
+def test_extract_lines_errors(krita_results):
+    e = scenario(krita_results, "lines")["errors"]
+    assert e["empty"]["message"] == "the layer 'Empty' is empty: nothing to extract lines from"
+    assert e["no_document"]["message"] == "no document is open"
+    assert e["no_layer"]["message"] == "choose the layer to extract line art from"
+    assert e["thickness"]["message"].startswith("line thickness must be between 0 and 20")
+
+
+def test_extract_lines_rgba16(krita_results):
+    f = scenario(krita_results, "lines16")
+    assert f["doc_space"] == f["space"] == ["RGBA", "U16", "sRGB-elle-V2-g10.icc"] and f["raw_bytes_per_px"] == 8
+    assert f["order"] == ["Background", "Colors", "Line art (XDoG)", "Top"]
+    check_extracted(f)
+    assert dark_opaque(f["right_edge"])
+    assert f["source_unchanged"]
 
 
 def test_onnx_model(krita_results):

@@ -72,6 +72,9 @@ def test_action_and_shortcut(gui_facts):
     assert gui_facts["action_found"]
     assert gui_facts["action_shortcut"] == "Ctrl+Shift+K"
     assert gui_facts["shortcut_clashes"] == []
+    assert gui_facts["lines_action_found"] and gui_facts["lines_action_text"] == "Extract Line Art"
+    assert gui_facts["lines_action_shortcut"] == ""          # no default shortcut: nothing to clash with
+    assert gui_facts["lines_shortcut_clashes"] == []
 
 
 def test_colorize_button(gui_facts):
@@ -103,3 +106,18 @@ def test_auto_recolorizes_when_hints_change(gui_facts):
     assert gui_facts["auto_status"].startswith("Flats on CPU")
     # replaced in place, not stacked (undo/redo before left an older result too)
     assert gui_facts["auto_layers"] == gui_facts["auto_layers_before"]
+
+
+def test_extract_line_art_button(gui_facts):
+    before = gui_facts["extract_layers_before"]
+    assert before[-1] == "Hints"                        # the active (colored) layer, top of the stack
+    f = gui_facts["extract"]
+    assert f["layers"] == before + ["Line art (XDoG)"], f      # directly above the active layer
+    assert f["status"].startswith("Lines (XDoG) on CPU"), f["status"]
+    assert f["max_gap_ms"] <= 200
+    assert gui_facts["extract_after_undo"] == before    # one undo step removes it
+
+
+def test_extract_line_art_error_in_status_line(gui_facts):
+    assert gui_facts["extract_empty_status"] == "The layer 'Empty' is empty: nothing to extract lines from"
+    assert gui_facts["extract_empty_layers"][-1] == "Empty"    # nothing was added

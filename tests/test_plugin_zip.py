@@ -69,10 +69,13 @@ def test_action_file(plugin_zip):
     import xml.etree.ElementTree as ET
     root = ET.fromstring(zipfile.ZipFile(plugin_zip).read("krita_alac.action"))
     actions = {a.get("name"): a for a in root.iter("Action")}
-    assert set(actions) == {"krita_alac_colorize"}
+    assert set(actions) == {"krita_alac_colorize", "krita_alac_extract_lines"}
     assert actions["krita_alac_colorize"].findtext("shortcut") == "Ctrl+Shift+K"
+    assert actions["krita_alac_extract_lines"].findtext("text") == "Extract Line Art"
+    assert not actions["krita_alac_extract_lines"].findtext("shortcut")
     from_ext = open(os.path.join(ROOT, "krita_alac", "extension.py")).read()
     assert 'ACTION_ID = "krita_alac_colorize"' in from_ext
+    assert 'LINES_ACTION_ID = "krita_alac_extract_lines"' in from_ext
 
 
 def test_krita_importer_installs_plugin(plugin_zip, tmp_path):

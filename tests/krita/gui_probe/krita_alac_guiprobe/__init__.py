@@ -2,7 +2,8 @@
 
 Steps run from timers (never blocking Krita): open a document, show the
 docker, press Colorize, wait, take a screenshot, try undo/redo, press
-Colorize again, write facts to $KRITA_ALAC_GUI_OUT/gui.json, quit Krita.
+Colorize again, try Auto, press Extract line art (and undo it, and once on an
+empty layer), write facts to $KRITA_ALAC_GUI_OUT/gui.json, quit Krita.
 """
 import json
 import os
@@ -103,11 +104,20 @@ class Probe:
             facts["action_shortcut"] = mine
             facts["shortcut_clashes"] = [a.objectName() for a in Krita.instance().actions()
                                          if a is not act and mine and a.shortcut().toString() == mine]
+        for key, name in (("lines_", "krita_alac_extract_lines"),):
+            act = Krita.instance().action(name)
+            facts[key + "action_found"] = act is not None
+            if act is not None:
+                mine = act.shortcut().toString()
+                facts[key + "action_text"] = act.text()
+                facts[key + "action_shortcut"] = mine
+                facts[key + "shortcut_clashes"] = [a.objectName() for a in Krita.instance().actions()
+                                                   if a is not act and mine and a.shortcut().toString() == mine]
         facts["layers_before"] = layer_names(self.doc)
         self.click("first", self.after_first)
 
-    def click(self, tag, then):
-        """Press Colorize the way a user does and watch the GUI heartbeat."""
+    def click(self, tag, then, button=None):
+        """Press Colorize (or another button) the way a user does and watch the GUI heartbeat."""
         self.gap, self.clock = 0, QElapsedTimer()
         self.clock.start()
         self.last = 0
@@ -122,7 +132,7 @@ class Probe:
         hb.start()
         _keep.append(hb)
         t0 = time.perf_counter()
-        self.docker.colorize_btn.click()
+        (button or self.docker.colorize_btn).click()
 
         def wait():
             if self.docker.job is not None and time.perf_counter() - t0 < 120:
@@ -177,8 +187,29 @@ class Probe:
             facts["auto_status"] = self.docker.status.text()
             facts["auto_layers"] = layer_names(self.doc)
             self.docker.auto_check.setChecked(False)
-            self.finish()
+            self.step("extract", self.extract, 300)
         QTimer.singleShot(2500, paint)
+
+    def extract(self):
+        """Extract line art from the (colored) Hints layer with the docker's button; undo it."""
+        self.doc.setActiveNode(self.hints)
+        facts["extract_layers_before"] = layer_names(self.doc)
+
+        def after():
+            self.trigger("edit_undo", "extract_after_undo", lambda: self.step("extract_empty", self.extract_empty, 300))
+        QTimer.singleShot(500, lambda: self.click("extract", after, self.docker.extract_btn))
+
+    def extract_empty(self):
+        empty = self.doc.createNode("Empty", "paintlayer")
+        self.doc.rootNode().addChildNode(empty, None)
+        self.doc.setActiveNode(empty)
+
+        def press():
+            self.docker.extract_btn.click()
+            facts["extract_empty_status"] = self.docker.status.text()
+            facts["extract_empty_layers"] = layer_names(self.doc)
+            self.finish()
+        QTimer.singleShot(500, press)
 
     def result_id(self):
         from krita_alac import krita_api
