@@ -155,7 +155,7 @@ def test_extract_lines_rgba8(krita_results):
     assert f["active_kept"]
     assert f["records"]["name"] == "Line art (XDoG)" and f["colorize_records"] == {}
     assert f["source_unchanged"]
-    print(f"\n256² extract lines (worker warm-up included) {f['first_s']:.2f} s")
+    print(f"\n256² extract lines (warm worker) {f['first_s']:.2f} s")
 
 
 def test_extract_lines_rerun_rename_selection(krita_results):
