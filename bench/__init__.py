@@ -1,0 +1,1 @@
+"""Benchmarks of krita_alac (quality: bench.quality)."""
