@@ -56,7 +56,7 @@ def test_perfect_colorizer_scores_maximal(tmp_path):
     res = hintauc.evaluate_colorizer(oracle, pairs, alphas=(0.0, 1.0), metrics=("mse", "psnr", "ssim"))
     for a in (0.0, 1.0):
         m = res["per_alpha"][a]
-        assert m["mse"] == 0.0 and m["ssim"] == pytest.approx(1.0)
+        assert m["mse"] == 0.0 and m["ssim"] == pytest.approx(1.0, abs=1e-4)  # torchmetrics: float32
         assert m["psnr"] == float("inf") or m["psnr"] >= 99
 
 
