@@ -61,3 +61,16 @@ def test_lines_command(tmp_path, capsys):
     assert out.shape == (200, 300, 4) and (out[..., :3] == 0).all() and out[100, 40, 3] > 128
     assert main(["lines", str(tmp_path / "none.png"), "-o", str(tmp_path / "l.png")]) == 1
     assert capsys.readouterr().err.strip() == f"krita-alac: error: picture not found: {tmp_path / 'none.png'}"
+
+
+def test_line_precision_recall_with_tolerance():
+    from bench.lines_quality import score
+    true = np.zeros((50, 50), bool)
+    true[25, 5:45] = True
+    shifted = np.roll(true, 2, axis=0)            # 2 px off: within tolerance 2
+    assert score(shifted, true, 2.0) == (1.0, 1.0)
+    assert score(np.roll(true, 3, axis=0), true, 2.0) == (0.0, 0.0)
+    half = true.copy()
+    half[25, 25:] = False                         # finds half the line, nothing false
+    p, r = score(half, true, 1.0)
+    assert p == 1.0 and abs(r - 0.5) < 0.05
