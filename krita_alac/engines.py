@@ -88,7 +88,7 @@ def model_file_kind(path: str) -> str:
             try:
                 import onnx
                 m = onnx.load(path)
-                if "hint" not in {i.name for i in m.graph.input} and len(m.graph.input) == 1:
+                if [i.name for i in m.graph.input] == ["image"]:
                     kind = KIND_AUTO
             except Exception:
                 pass  # the runtime reports unreadable models with a proper message

@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import UserError
 from .imaging import Geometry, luminance, to_rgba
-from .runtime import PROVIDER_NAMES, choose_providers, log
+from .runtime import TORCH_DEVICE_NAMES, OrtSessions, first_line, torch_device, warn
 
 CHECKPOINT_EXTS = (".pth", ".pt", ".ckpt", ".safetensors", ".bin")
 BACKENDS = ("auto", "onnx", "torch")
@@ -27,35 +27,17 @@ BACKENDS = ("auto", "onnx", "torch")
 MAX_SIZE = 8192
 
 
-def _warn(msg, sink):
-    log.warning(msg)
-    if sink is not None:
-        sink.append(msg)
-
-
-def _first_line(e, n=160):
-    lines = str(e).strip().splitlines()
-    return lines[0][:n] if lines else type(e).__name__
-
-
-# --- runners ----------------------------------------------------------------
-
 class OnnxImage2Image:
     """One `image -> output` ONNX graph with GPU-first providers and CPU fallback."""
     backend = "onnxruntime"
 
     def __init__(self, path: str, device: str = "auto", warnings: list | None = None):
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise UserError("onnxruntime is not installed (pip install onnxruntime)")
         if not os.path.isfile(path):
             raise UserError(f"model file not found: {path}")
-        self._ort = ort
         self.path = path
         self.warnings = warnings if warnings is not None else []
-        self._open(choose_providers(device, ort.get_available_providers()))
-        s = self._sess
+        self._ort = OrtSessions({"model": path}, device, self.warnings, os.path.basename(path))
+        s = self._ort.sessions["model"]
         ins, outs = [i.name for i in s.get_inputs()], [o.name for o in s.get_outputs()]
         if ins != ["image"] or outs != ["output"]:
             raise UserError(f"{os.path.basename(path)} is not an image-to-image model: inputs {ins}, outputs {outs} "
@@ -73,37 +55,16 @@ class OnnxImage2Image:
         self._dtype = np.float16 if s.get_inputs()[0].type == "tensor(float16)" else np.float32
         self.label = os.path.basename(path)
 
-    def _open(self, providers):
-        so = self._ort.SessionOptions()
-        so.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.log_severity_level = 3
-        try:
-            self._sess = self._ort.InferenceSession(self.path, sess_options=so, providers=providers)
-        except Exception as e:
-            if providers[0] == "CPUExecutionProvider":
-                raise UserError(f"{os.path.basename(self.path)} could not be loaded by onnxruntime: "
-                                f"{_first_line(e, 200)}")
-            _warn(f"{PROVIDER_NAMES.get(providers[0], providers[0])} failed to start ({_first_line(e)}); "
-                  "using the CPU", self.warnings)
-            return self._open(["CPUExecutionProvider"])
-        got = self._sess.get_providers()[0]
-        if got != providers[0]:
-            _warn(f"asked onnxruntime for {PROVIDER_NAMES.get(providers[0], providers[0])} but got "
-                  f"{PROVIDER_NAMES.get(got, got)}", self.warnings)
-        self.provider = got
-        self.device = PROVIDER_NAMES.get(got, got)
+    @property
+    def device(self):
+        return self._ort.device
+
+    @property
+    def provider(self):
+        return self._ort.provider
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        feed = {"image": x.astype(self._dtype, copy=False)}
-        try:
-            out = self._sess.run(None, feed)[0]
-        except Exception as e:
-            if self.provider == "CPUExecutionProvider":
-                raise
-            # Out of GPU memory and driver failures: finish the job on the CPU.
-            _warn(f"{self.device} failed ({_first_line(e)}); retrying on the CPU", self.warnings)
-            self._open(["CPUExecutionProvider"])
-            out = self._sess.run(None, feed)[0]
+        out = self._ort.run("model", {"image": x.astype(self._dtype, copy=False)})[0]
         return out.astype(np.float32, copy=False)
 
 
@@ -128,26 +89,12 @@ class TorchImage2Image:
         self.in_nc, self.out_nc, self.multiple = self.net.in_nc, self.net.out_nc, self.net.multiple
         self.direction = guess_direction(self.net)
         self.label = os.path.basename(path)
-        self._move(self._pick(device))
-
-    def _pick(self, device):
-        torch = self._torch
-        mps = getattr(torch.backends, "mps", None)
-        has_mps = mps is not None and mps.is_available()
-        if device == "auto":
-            return "cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu"
-        if device not in ("cpu", "cuda", "mps"):
-            raise UserError(f"unknown device {device!r} for torch: use auto, cpu, cuda or mps")
-        if device == "cuda" and not torch.cuda.is_available():
-            raise UserError("torch here has no CUDA support")
-        if device == "mps" and not has_mps:
-            raise UserError("torch here has no MPS support")
-        return device
+        self._move(torch_device(torch, device))
 
     def _move(self, dev):
         self.net.to(dev)
         self._dev = dev
-        self.device = {"cuda": "CUDA", "mps": "MPS", "cpu": "CPU"}[dev]
+        self.device = TORCH_DEVICE_NAMES[dev]
 
     def run(self, x: np.ndarray) -> np.ndarray:
         torch = self._torch
@@ -157,7 +104,7 @@ class TorchImage2Image:
         except RuntimeError as e:
             if self._dev == "cpu":
                 raise
-            _warn(f"{self.device} failed ({_first_line(e)}); retrying on the CPU", self.warnings)
+            warn(f"{self.device} failed ({first_line(e)}); retrying on the CPU", self.warnings)
             self._move("cpu")
             with torch.inference_mode():
                 return self.net(torch.from_numpy(x)).numpy()

@@ -29,7 +29,7 @@ DEVICE_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvide
 DEVICES = ("auto", *DEVICE_PROVIDERS, "mps")
 
 
-def _warn(msg, sink):
+def warn(msg, sink):
     log.warning(msg)
     if sink is not None:
         sink.append(msg)
@@ -61,71 +61,107 @@ def _is_gpu(provider: str) -> bool:
     return provider != "CPUExecutionProvider"
 
 
-class OnnxColorizer:
-    backend = "onnxruntime"
+def first_line(e, n=160) -> str:
+    lines = str(e).strip().splitlines()
+    return (lines[0] if lines else type(e).__name__)[:n]
 
-    def __init__(self, path: str, device: str = "auto", warnings: list | None = None):
+
+class OrtSessions:
+    """Named ONNX Runtime sessions on the best provider, falling back to the CPU
+    when a GPU provider fails to start or fails during a run (out of memory)."""
+
+    def __init__(self, graphs: dict, device: str, warnings: list, what: str):
         try:
             import onnxruntime as ort
         except ImportError:
             raise UserError("onnxruntime is not installed (pip install onnxruntime)")
         self._ort = ort
-        self.path = path
-        self.warnings = warnings if warnings is not None else []
-        self._graphs = _load_graphs(path)
-        self._providers = choose_providers(device, ort.get_available_providers())
-        self._open(self._providers)
+        self.graphs, self.warnings, self.what = graphs, warnings, what
+        self.open(choose_providers(device, ort.get_available_providers()))
 
-    # sessions -------------------------------------------------------------
     def _session(self, blob, providers):
         so = self._ort.SessionOptions()
         so.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3
         return self._ort.InferenceSession(blob, sess_options=so, providers=providers)
 
-    def _open(self, providers):
+    def open(self, providers):
         try:
-            self._sessions = {k: self._session(v, providers) for k, v in self._graphs.items() if k != "meta"}
+            self.sessions = {k: self._session(v, providers) for k, v in self.graphs.items()}
         except Exception as e:
             if not _is_gpu(providers[0]):
-                raise UserError(f"{os.path.basename(self.path)} could not be loaded by onnxruntime: "
-                                f"{str(e).splitlines()[0][:200]}")
-            _warn(f"{PROVIDER_NAMES.get(providers[0], providers[0])} failed to start "
-                  f"({str(e).splitlines()[0][:160]}); using the CPU", self.warnings)
-            return self._open(["CPUExecutionProvider"])
-        got = next(iter(self._sessions.values())).get_providers()[0]
+                raise UserError(f"{self.what} could not be loaded by onnxruntime: {first_line(e, 200)}")
+            warn(f"{PROVIDER_NAMES.get(providers[0], providers[0])} failed to start ({first_line(e)}); "
+                  "using the CPU", self.warnings)
+            return self.open(["CPUExecutionProvider"])
+        got = next(iter(self.sessions.values())).get_providers()[0]
         if got != providers[0]:
-            _warn(f"asked onnxruntime for {PROVIDER_NAMES.get(providers[0], providers[0])} but got "
+            warn(f"asked onnxruntime for {PROVIDER_NAMES.get(providers[0], providers[0])} but got "
                   f"{PROVIDER_NAMES.get(got, got)}", self.warnings)
         self.provider = got
         self.device = PROVIDER_NAMES.get(got, got)
 
-    def _run(self, name, feeds):
+    def run(self, name, feeds):
         try:
-            return self._sessions[name].run(None, feeds)
+            return self.sessions[name].run(None, feeds)
         except Exception as e:
             if not _is_gpu(self.provider):
                 raise
             # Out of GPU memory and driver failures: finish the job on the CPU.
-            _warn(f"{self.device} failed ({str(e).splitlines()[0][:160]}); retrying on the CPU", self.warnings)
-            self._open(["CPUExecutionProvider"])
-            return self._sessions[name].run(None, feeds)
+            warn(f"{self.device} failed ({first_line(e)}); retrying on the CPU", self.warnings)
+            self.open(["CPUExecutionProvider"])
+            return self.sessions[name].run(None, feeds)
 
-    # API -----------------------------------------------------------------
+
+TORCH_DEVICE_NAMES = {"cuda": "CUDA", "mps": "MPS", "cpu": "CPU"}
+
+
+def torch_device(torch, device: str) -> str:
+    """The torch device for a user's choice: auto = CUDA, then MPS, then CPU."""
+    mps = getattr(torch.backends, "mps", None)
+    has_mps = mps is not None and mps.is_available()
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu"
+    if device not in TORCH_DEVICE_NAMES:
+        raise UserError(f"unknown device {device!r} for torch: use auto, cpu, cuda or mps")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("torch here has no CUDA support")
+    if device == "mps" and not has_mps:
+        raise UserError("torch here has no MPS support")
+    return device
+
+
+class OnnxColorizer:
+    backend = "onnxruntime"
+
+    def __init__(self, path: str, device: str = "auto", warnings: list | None = None):
+        self.path = path
+        self.warnings = warnings if warnings is not None else []
+        graphs = _load_graphs(path)
+        self._cache_names = graphs.pop("meta")["cache"]
+        self._ort = OrtSessions(graphs, device, self.warnings, os.path.basename(path))
+
+    @property
+    def device(self):
+        return self._ort.device
+
+    @property
+    def provider(self):
+        return self._ort.provider
+
     @property
     def caches(self) -> bool:
-        return "encoder" in self._sessions
+        return bool(self._cache_names)
 
     def encode(self, sketch: np.ndarray):
         if not self.caches:
             return ("sketch", sketch)
-        return tuple(self._run("encoder", {"sketch": sketch}))
+        return tuple(self._ort.run("encoder", {"sketch": sketch}))
 
     def decode(self, cache, hint: np.ndarray) -> np.ndarray:
         if not self.caches:
-            return self._run("full", {"sketch": cache[1], "hint": hint})[0]
-        names = self._graphs["meta"]["cache"]
-        return self._run("decoder", {**dict(zip(names, cache)), "hint": hint})[0]
+            return self._ort.run("full", {"sketch": cache[1], "hint": hint})[0]
+        return self._ort.run("decoder", {**dict(zip(self._cache_names, cache)), "hint": hint})[0]
 
     def run(self, sketch, hint):
         return self.decode(self.encode(sketch), hint)
@@ -172,29 +208,13 @@ class TorchColorizer:
         from .alacgan import SplitAlacGAN
         self._torch = torch
         self.warnings = warnings if warnings is not None else []
-        self._dev = self._pick(device)
         self._split = SplitAlacGAN(model).eval()
-        self._move(self._dev)
-
-    def _pick(self, device):
-        torch = self._torch
-        if device == "auto":
-            if torch.cuda.is_available():
-                return "cuda"
-            mps = getattr(torch.backends, "mps", None)
-            return "mps" if mps is not None and mps.is_available() else "cpu"
-        if device not in ("cpu", "cuda", "mps"):
-            raise UserError(f"unknown device {device!r} for torch: use auto, cpu, cuda or mps")
-        if device == "cuda" and not torch.cuda.is_available():
-            raise UserError("torch here has no CUDA support")
-        if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise UserError("torch here has no MPS support")
-        return device
+        self._move(torch_device(torch, device))
 
     def _move(self, dev):
         self._split.to(dev)
         self._dev = dev
-        self.device = {"cuda": "CUDA", "mps": "MPS", "cpu": "CPU"}[dev]
+        self.device = TORCH_DEVICE_NAMES[dev]
 
     @property
     def caches(self) -> bool:
@@ -208,7 +228,7 @@ class TorchColorizer:
         except RuntimeError as e:
             if self._dev == "cpu":
                 raise
-            _warn(f"{self.device} failed ({str(e).splitlines()[0][:160]}); retrying on the CPU", self.warnings)
+            warn(f"{self.device} failed ({first_line(e)}); retrying on the CPU", self.warnings)
             self._move("cpu")
             with torch.inference_mode():
                 out = fn(*[torch.as_tensor(a).cpu() if isinstance(a, torch.Tensor) else torch.from_numpy(a)

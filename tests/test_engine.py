@@ -187,14 +187,14 @@ def test_provider_order_puts_cpu_last():
 
 def test_gpu_provider_failure_falls_back_to_cpu(reference_onnx, monkeypatch):
     import krita_alac.runtime as rt
-    real = rt.OnnxColorizer._session
+    real = rt.OrtSessions._session
 
     def fake_session(self, blob, providers):
         if providers[0] != "CPUExecutionProvider":
             raise RuntimeError("CUDA failure 2: out of memory\nmore")
         return real(self, blob, providers)
 
-    monkeypatch.setattr(rt.OnnxColorizer, "_session", fake_session)
+    monkeypatch.setattr(rt.OrtSessions, "_session", fake_session)
     monkeypatch.setattr(rt, "choose_providers", lambda d, a: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     warn = []
     c = rt.OnnxColorizer(reference_onnx.path, device="auto", warnings=warn)
@@ -207,13 +207,13 @@ def test_gpu_run_failure_retries_on_cpu(reference_onnx, monkeypatch):
     c = rt.OnnxColorizer(reference_onnx.path, device="cpu")
     sketch, hint = random_inputs(64, 64, seed=1)
     want = c.run(sketch, hint)
-    c.provider, c.device = "CUDAExecutionProvider", "CUDA"  # pretend the session is on a GPU
+    c._ort.provider, c._ort.device = "CUDAExecutionProvider", "CUDA"  # pretend the session is on a GPU
 
     class Boom:
         def run(self, *a):
             raise RuntimeError("Failed to allocate memory for requested buffer of size 123")
 
-    c._sessions = {k: Boom() for k in c._sessions}
+    c._ort.sessions = {k: Boom() for k in c._ort.sessions}
     got = c.run(sketch, hint)
     assert c.device == "CPU" and np.array_equal(got, want)
     assert "CUDA failed (Failed to allocate memory" in c.warnings[0]
