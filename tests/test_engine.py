@@ -217,3 +217,26 @@ def test_gpu_run_failure_retries_on_cpu(reference_onnx, monkeypatch):
     got = c.run(sketch, hint)
     assert c.device == "CPU" and np.array_equal(got, want)
     assert "CUDA failed (Failed to allocate memory" in c.warnings[0]
+
+
+def test_engines_reuse_sketch_features_while_only_hints_change(reference_onnx, store_home):
+    from krita_alac.engines import Engines
+    from krita_alac.request import ColorizeRequest
+    lines = np.zeros((96, 128, 4), np.uint8)
+    lines[40:44] = (0, 0, 0, 255)
+    hints = np.zeros((96, 128, 4), np.uint8)
+    hints[10:20, 10:20] = (255, 0, 0, 255)
+    other = hints.copy()
+    other[60:70, 60:70] = (0, 0, 255, 255)
+    eng = Engines()
+    req = lambda h, l=lines: ColorizeRequest(lines=l, hints=h, engine=reference_onnx.path, size=128)  # noqa: E731
+    first = eng.colorize(req(hints))
+    second = eng.colorize(req(other))
+    assert not first.cached and second.cached
+    assert first.device == "onnxruntime · CPU" and first.engine == "AlacGAN (ref.onnx)"
+    fresh = Engines().colorize(req(other))
+    assert np.abs(second.rgba.astype(int) - fresh.rgba.astype(int)).max() <= 1
+    moved = lines.copy()
+    moved[40:44] = 0
+    moved[50:54] = (0, 0, 0, 255)
+    assert not eng.colorize(req(other, moved)).cached    # new line art: features recomputed
