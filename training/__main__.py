@@ -1,4 +1,4 @@
-"""python -m training data|train|export …"""
+"""python -m training data|train|cycle|export …"""
 import argparse
 import sys
 
@@ -22,6 +22,20 @@ def main(argv=None):
                       ("sample_every", int), ("threads", int)):
         t.add_argument("--" + name.replace("_", "-"), dest=name, type=typ)
 
+    c = sub.add_parser("cycle", help="train or resume an unpaired CycleGAN run (sketch <-> color)")
+    c.add_argument("run", help="run folder (resumed if it has a checkpoint)")
+    c.add_argument("--data", help="folder made by 'data' (first start only)")
+    c.add_argument("--steps", type=int, required=True, help="train until this step")
+    c.add_argument("--minutes", type=float, help="stop (with a checkpoint) after this many minutes")
+    c.add_argument("--g-b", dest="g_b", choices=("ures", "resnet"),
+                   help="color->sketch generator: U-Net+ResBlocks (default) or CycleGAN's ResnetGenerator")
+    for name, typ in (("size", int), ("batch", int), ("ngf", int), ("n_down", int), ("n_blocks", int),
+                      ("ndf", int), ("d_layers", int), ("lr", float), ("lr_decay_start", int),
+                      ("lr_decay_end", int), ("cycle", float), ("identity", float), ("pool", int),
+                      ("seed", int), ("ckpt_minutes", float), ("log_every", int), ("sample_every", int),
+                      ("threads", int)):
+        c.add_argument("--" + name.replace("_", "-"), dest=name, type=typ)
+
     e = sub.add_parser("export", help="export a run's generator to ONNX")
     e.add_argument("run")
     e.add_argument("-o", "--output", required=True)
@@ -37,6 +51,11 @@ def main(argv=None):
         keys = ("data", "size", "batch", "ngf", "tunnel4_blocks", "lr", "gan", "seed", "ckpt_minutes",
                 "log_every", "sample_every", "threads")
         train(a.run, a.steps, {k: getattr(a, k) for k in keys}, a.minutes)
+    elif a.cmd == "cycle":
+        from dataclasses import fields
+        from .cycle import CycleConfig, train_cycle
+        train_cycle(a.run, a.steps, {f.name: getattr(a, f.name) for f in fields(CycleConfig)
+                                     if f.name != "betas"}, a.minutes)
     elif a.cmd == "export":
         import os
         from krita_alac.checkpoints import load_alacgan
