@@ -16,6 +16,10 @@ def krita_env(tmp, **extra):
                PYTHONPATH=os.pathsep.join([SUITE_DIR, ROOT]))
     env.update(extra)
     env.pop("PYTHONHOME", None)
+    # Importing cv2 (opencv-python, pulled in by hintauc for the quality tests) points Qt at
+    # its own plugins through these variables; Krita's Qt must use its own.
+    for k in ("QT_QPA_PLATFORM_PLUGIN_PATH", "QT_QPA_FONTDIR", "QT_PLUGIN_PATH"):
+        env.pop(k, None)
     # Krita's embedded Python finds its prefix through PATH: an active venv
     # (this one) would hide Debian's dist-packages, PyQt5 included.
     venv = os.path.abspath(env.pop("VIRTUAL_ENV", None) or sys.prefix)
