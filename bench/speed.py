@@ -18,7 +18,6 @@ import sys
 import tempfile
 import time
 
-import numpy as np
 
 GFLOP_512 = 139.0  # multiply-adds x2 of the full 512x512 graph
 
@@ -70,7 +69,6 @@ def bench_size(model, path, size, reps):
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the forking parent.
 PEAK_CODE = """
 import sys
-import numpy as np
 from krita_alac.runtime import OnnxColorizer
 from krita_alac.onnx_export import random_inputs
 c = OnnxColorizer(sys.argv[1], device="cpu")

@@ -1,7 +1,6 @@
 """Shared fixtures: the AlacGAN reference checkpoints and one ONNX export per session."""
 import importlib.util
 import os
-import sys
 
 import numpy as np
 import pytest

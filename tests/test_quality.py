@@ -9,7 +9,7 @@ from PIL import Image
 hintauc = pytest.importorskip("hintauc")
 
 from bench.quality.__main__ import main as quality_main  # noqa: E402
-from bench.quality.runner import EngineColorizer, evaluate, list_set  # noqa: E402
+from bench.quality.runner import EngineColorizer, list_set  # noqa: E402
 
 
 def tiny_set(folder, n=2, size=96):
