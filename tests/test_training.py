@@ -86,3 +86,24 @@ def test_model_without_local_features_exports_with_the_same_interface(tmp_path):
     _, hint2 = random_inputs(96, 64, seed=3)
     cache = c.encode(sketch)
     assert np.abs(c.decode(cache, hint2) - TorchColorizer(model, "cpu").run(sketch, hint2)).max() < 1e-4
+
+
+def test_sigterm_stops_with_a_checkpoint(tmp_path):
+    import subprocess
+    import sys
+    import time
+    data = str(tmp_path / "data")
+    make_data(data)
+    run = str(tmp_path / "run")
+    cmd = [sys.executable, "-m", "training", "train", run, "--data", data, "--steps", "100000", "--size", "64",
+           "--batch", "1", "--ngf", "32", "--tunnel4-blocks", "1", "--log-every", "1", "--threads", "1"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    deadline = time.time() + 120
+    while time.time() < deadline and p.stdout.readline().count('"step"') == 0:
+        pass
+    p.terminate()
+    out, _ = p.communicate(timeout=120)
+    assert p.returncode == 0 and "stopped at step" in out
+    step = torch.load(os.path.join(run, "last.pth"), weights_only=True)["step"]
+    logged = [json.loads(x)["step"] for x in open(os.path.join(run, "log.jsonl"))]
+    assert step >= 1 and logged[-1] == step          # nothing trained after the last checkpoint is lost

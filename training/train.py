@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from dataclasses import asdict, dataclass
 
@@ -154,13 +155,17 @@ def train(run: str, steps: int, overrides: dict, minutes: float | None = None) -
             ck.update(state_dictD=d.state_dict(), optimizerD=opt_d.state_dict())
         _atomic_save(ck, ckpt_path)
 
+    # A background job ignores SIGINT and is stopped with SIGTERM: either one ends the
+    # run after the current step, with a checkpoint.
+    stop = []
+    previous = {sig: signal.signal(sig, lambda *_: stop.append(True)) for sig in (signal.SIGTERM, signal.SIGINT)}
     t_start = time.time()
     t_ckpt = time.time()
     t_log, seen = time.time(), 0
     log = open(os.path.join(run, "log.jsonl"), "a", encoding="utf-8")
     g.train()
     try:
-        while step < steps:
+        while step < steps and not stop:
             if minutes is not None and time.time() - t_start > minutes * 60:
                 break
             sketch, hint, target = data.batch(cfg, step)
@@ -201,5 +206,7 @@ def train(run: str, steps: int, overrides: dict, minutes: float | None = None) -
     finally:
         checkpoint()
         log.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     print(f"stopped at step {step}; checkpoint {ckpt_path}", flush=True)
     return step
