@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from test_training import drawing, make_data as _make_data
 from training import cycle
 from training.cycle import CycleConfig, HistoryPool, train_cycle, unpaired_batch, unpaired_indices
 
@@ -25,26 +26,8 @@ def _keep_torch_threads():
     torch.set_num_threads(n)
 
 
-def drawing(seed, size=96):
-    rng = np.random.default_rng(seed)
-    a = np.full((size, size, 3), 255, np.uint8)
-    yy, xx = np.mgrid[:size, :size]
-    for _ in range(3):
-        cx, cy, r = rng.integers(20, size - 20, 2).tolist() + [int(rng.integers(8, 20))]
-        d = np.hypot(xx - cx, yy - cy)
-        a[d < r] = rng.integers(0, 256, 3)
-        a[np.abs(d - r) < 1.5] = 0
-    return a
-
-
 def make_data(folder, n=3):
-    os.makedirs(folder, exist_ok=True)
-    items = []
-    for i in range(n):
-        Image.fromarray(drawing(i)).save(os.path.join(folder, f"{i}.png"))
-        items.append({"file": f"{i}.png", "source": "generated", "license": "CC0"})
-    with open(os.path.join(folder, "manifest.json"), "w") as f:
-        json.dump({"images": items}, f)
+    _make_data(folder, n)
     return folder
 
 
