@@ -420,26 +420,29 @@ def colorize_without_docker():
     line = doc.activeNode() if doc is not None else None
     hint = krita_api.find_hint_layer(doc, line) if doc is not None else None
     cfg = settings.load()
-    try:
-        job = krita_api.ColorizeJob(doc, line, hint, cfg.get("engine") or FLATS,
-                                    size=int(cfg.get("size") or 512), snap=bool(cfg.get("snap"))).prepare()
-    except UserError as e:
-        QMessageBox.information(None, "Colorize", str(e))
-        return
-    job.failed.connect(lambda msg, kind: kind != "cancelled" and QMessageBox.information(None, "Colorize", msg))
-    job.start()
-    colorize_without_docker.job = job   # keep it alive until it answers
+    _run_without_docker(lambda: krita_api.ColorizeJob(doc, line, hint, cfg.get("engine") or FLATS,
+                                                      size=int(cfg.get("size") or 512),
+                                                      snap=bool(cfg.get("snap"))).prepare(), "Colorize")
 
 
 def extract_lines_without_docker():
     """The Extract Line Art action when the docker is closed: active layer, saved thickness."""
     doc = Krita.instance().activeDocument()
     source = doc.activeNode() if doc is not None else None
+    _run_without_docker(lambda: krita_api.LinesJob(doc, source, float(settings.load().get("line_thickness") or 1.0))
+                        .prepare(), "Extract line art")
+
+
+_background_jobs = {}
+
+
+def _run_without_docker(make_job, title):
+    """Start a prepared job; report problems in a message box, as there is no status line."""
     try:
-        job = krita_api.LinesJob(doc, source, float(settings.load().get("line_thickness") or 1.0)).prepare()
+        job = make_job()
     except UserError as e:
-        QMessageBox.information(None, "Extract line art", str(e))
+        QMessageBox.information(None, title, str(e))
         return
-    job.failed.connect(lambda msg, kind: kind != "cancelled" and QMessageBox.information(None, "Extract line art", msg))
+    job.failed.connect(lambda msg, kind: kind != "cancelled" and QMessageBox.information(None, title, msg))
     job.start()
-    extract_lines_without_docker.job = job   # keep it alive until it answers
+    _background_jobs[title] = job   # keep it alive until it answers
