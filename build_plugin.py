@@ -33,6 +33,22 @@ def package_files() -> list:
     return [os.path.join(PACKAGE, n) for n in names]
 
 
+MODEL_FILES = (".json", ".onnx", ".md")   # what a bundled model folder ships
+
+
+def bundled_model_files() -> list:
+    """krita_alac/models/<id>/<file>: the models that come with the plugin (the open weights)."""
+    root = os.path.join(ROOT, PACKAGE, "models")
+    out = []
+    if os.path.isdir(root):
+        for mid in sorted(os.listdir(root)):
+            folder = os.path.join(root, mid)
+            if os.path.isdir(folder) and not mid.startswith("."):
+                out += [os.path.join(PACKAGE, "models", mid, n) for n in sorted(os.listdir(folder))
+                        if n.endswith(MODEL_FILES) and os.path.isfile(os.path.join(folder, n))]
+    return out
+
+
 def _add_dir(z: zipfile.ZipFile, name: str):
     info = zipfile.ZipInfo(name.rstrip("/") + "/", date_time=(2026, 1, 1, 0, 0, 0))
     info.external_attr = (0o40755 << 16) | 0x10   # a directory, for every unzip tool
@@ -57,6 +73,11 @@ def build(out_dir: str | None = None) -> str:
         _add_file(z, os.path.join(ROOT, PACKAGE, f"{PACKAGE}.action"), f"{PACKAGE}.action")
         _add_dir(z, PACKAGE)
         for rel in package_files():
+            _add_file(z, os.path.join(ROOT, rel), rel.replace(os.sep, "/"))
+        models = bundled_model_files()
+        for d in sorted({os.path.dirname(r) for r in models} | ({os.path.join(PACKAGE, "models")} if models else set())):
+            _add_dir(z, d.replace(os.sep, "/"))
+        for rel in models:
             _add_file(z, os.path.join(ROOT, rel), rel.replace(os.sep, "/"))
         _add_file(z, os.path.join(ROOT, "LICENSE"), f"{PACKAGE}/LICENSE")
     os.replace(tmp, path)

@@ -9,6 +9,10 @@ Work areas, skipped by `installed_models()` because they start with a dot:
          <home>/models/.partial/   downloads in progress (resumable)
          <home>/models/.staging/   model folders being built, renamed into place when complete
 
+Bundled models: the plugin ships models of its own in krita_alac/models/<id>/
+(same layout, read-only).  They are listed after the user's models, and a
+model the user installs under the same id takes precedence.
+
 Model ids and the file names in model.json are plain names: they can never
 point outside the store.
 """
@@ -44,6 +48,15 @@ def models_dir() -> str:
     return os.path.join(home(), "models")
 
 
+# Models that come with the plugin (the open weights), beside this file.
+BUNDLED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models")
+
+
+def bundled_dir() -> str:
+    """BUNDLED_DIR, or KRITA_ALAC_BUNDLED (tests point it at a folder of their own)."""
+    return os.environ.get("KRITA_ALAC_BUNDLED", BUNDLED_DIR)
+
+
 @dataclass
 class InstalledModel:
     id: str
@@ -55,6 +68,7 @@ class InstalledModel:
     netg: str | None = None
     i2v: str | None = None
     meta: dict = field(default_factory=dict)
+    bundled: bool = False          # shipped inside the plugin, not in the user's store
 
     @property
     def label(self) -> str:
@@ -86,8 +100,7 @@ def read_model(folder: str) -> InstalledModel | None:
     return m if (m.onnx or m.netg) else None
 
 
-def installed_models(root: str | None = None) -> list[InstalledModel]:
-    root = root or models_dir()
+def _models_in(root: str) -> list[InstalledModel]:
     if not os.path.isdir(root):
         return []
     out = []
@@ -98,6 +111,22 @@ def installed_models(root: str | None = None) -> list[InstalledModel]:
             if m is not None:
                 out.append(m)
     return out
+
+
+def bundled_models() -> list[InstalledModel]:
+    out = _models_in(bundled_dir())
+    for m in out:
+        m.bundled = True
+    return out
+
+
+def installed_models(root: str | None = None) -> list[InstalledModel]:
+    """The user's models, then the bundled ones the user has not replaced (or only `root`'s)."""
+    if root is not None:
+        return _models_in(root)
+    own = _models_in(models_dir())
+    ids = {m.id for m in own}
+    return own + [m for m in bundled_models() if m.id not in ids]
 
 
 def find_model(model_id: str) -> InstalledModel | None:

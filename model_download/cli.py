@@ -104,7 +104,7 @@ def cmd_list(args):
     print(f"model store: {store.models_dir()}")
     for m in models:
         if m.id in installed:
-            state = "installed"
+            state = "bundled" if installed[m.id].bundled else "installed"
         elif not m.available:
             state = "not yet available"
         else:
@@ -115,20 +115,30 @@ def cmd_list(args):
             print(f"  {'':<20} {m.note}")
     for mid, m in installed.items():
         if mid not in {r.id for r in models}:
-            print(f"  {mid:<20} {'installed':<18} {m.label} (not in the registry)")
+            print(f"  {mid:<20} {'bundled' if m.bundled else 'installed':<18} {m.label} (not in the registry)")
 
 
 def cmd_remove(args):
     if not store.remove_model(args.remove):
+        m = store.find_model(args.remove)
+        if m is not None and m.bundled:
+            raise UserError(f"{args.remove} comes with the plugin and cannot be removed")
         raise UserError(f"no installed model {args.remove!r}")
     print(f"removed {args.remove}")
 
 
 def plan_registry(args) -> Plan | None:
     entry = find(load_registry(args.registry), args.id)
+    have = store.find_model(entry.id)
+    if entry.bundled and entry.available and not entry.files:
+        if have is None:
+            raise UserError(f"{entry.id} comes with the plugin, but this copy has no krita_alac/models/{entry.id}: "
+                            "reinstall the plugin")
+        print(f"{entry.id} comes with the plugin ({have.folder}); nothing to download")
+        return None
     if not entry.available:
         raise UserError(f"{entry.id} is not available yet: {entry.note or 'no files are published'}")
-    if not args.force and store.find_model(entry.id):
+    if not args.force and have is not None and not have.bundled:
         print(f"{entry.id} is already installed in {store.model_folder(entry.id)} (--force reinstalls it)")
         return None
     return Plan(model_id=entry.id, name=entry.name, remote={f.role: f for f in entry.files},

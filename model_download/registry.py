@@ -41,6 +41,7 @@ class RegistryModel:
     license: str = ""
     source: str = ""
     note: str = ""
+    bundled: bool = False       # comes inside the plugin (krita_alac/models/<id>); nothing to download
 
     def file(self, role: str) -> RemoteFile | None:
         return next((f for f in self.files if f.role == role), None)
@@ -78,11 +79,13 @@ def parse_model(entry) -> RegistryModel:
     roles = [f.role for f in files]
     if len(set(roles)) != len(roles) or len({f.name for f in files}) != len(files):
         raise UserError(f"registry: {model_id}: duplicate file role or name")
-    if available and "netg" not in roles:
+    bundled = entry.get("bundled", False) is True
+    if available and not bundled and "netg" not in roles:
         raise UserError(f"registry: {model_id}: no generator (netg) file")
     return RegistryModel(id=model_id, name=str(entry.get("name") or model_id), kind=kind, available=available,
                          files=files, license=str(entry.get("license") or ""),
-                         source=str(entry.get("source") or ""), note=str(entry.get("note") or ""))
+                         source=str(entry.get("source") or ""), note=str(entry.get("note") or ""),
+                         bundled=bundled)
 
 
 def load_registry(path: str | None = None) -> list[RegistryModel]:

@@ -1,12 +1,17 @@
 """Shared fixtures: the AlacGAN reference checkpoints and one ONNX export per session."""
 import importlib.util
 import os
+import tempfile
 
 import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REFERENCE_DIR = os.path.join(ROOT, "..", "shared", "fixtures", "alacgan_reference")
+
+# Tests see no bundled model (the shipped open weights) unless they add one themselves;
+# set here so that worker processes and Krita inherit it.
+os.environ["KRITA_ALAC_BUNDLED"] = tempfile.mkdtemp(prefix="alac_bundled_")
 
 
 def _load_reference():

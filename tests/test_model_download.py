@@ -379,6 +379,26 @@ def test_not_yet_available_model(home, capsys):
     assert listing(home) == before
 
 
+def test_bundled_model_needs_no_download(home, tmp_path, capsys, monkeypatch):
+    reg = write_registry(tmp_path, {"id": "open-x", "name": "Open", "kind": "alacgan", "available": True,
+                                    "bundled": True, "files": []})
+    before = listing(home)
+    code, _, err = run(capsys, "open-x", "--registry", reg)
+    assert_one_line_error(code, err, "open-x comes with the plugin, but this copy has no krita_alac/models/open-x")
+    folder = tmp_path / "bundled" / "open-x"
+    folder.mkdir(parents=True)
+    (folder / "model.onnx").write_bytes(b"onnx")
+    (folder / "model.json").write_text(json.dumps({"id": "open-x", "onnx": "model.onnx"}))
+    monkeypatch.setenv("KRITA_ALAC_BUNDLED", str(tmp_path / "bundled"))
+    code, out, _ = run(capsys, "open-x", "--registry", reg)
+    assert code == 0 and "open-x comes with the plugin" in out and "nothing to download" in out
+    code, out, _ = run(capsys, "--list", "--registry", reg)
+    assert code == 0 and any(line.split()[:2] == ["open-x", "bundled"] for line in out.splitlines()), out
+    code, _, err = run(capsys, "--remove", "open-x")
+    assert_one_line_error(code, err, "open-x comes with the plugin and cannot be removed")
+    assert listing(home) == before and (folder / "model.onnx").is_file()
+
+
 # --- safety -------------------------------------------------------------------
 
 @pytest.mark.parametrize("entry, message", [

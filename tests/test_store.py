@@ -141,3 +141,20 @@ def test_remove_model(store_home):
     assert store.installed_models() == []
     with pytest.raises(UserError):
         store.remove_model("../models")
+
+
+def test_bundled_models_are_listed_after_the_users_and_can_be_overridden(store_home, tmp_path, monkeypatch):
+    bundled = tmp_path / "bundled"
+    folder = bundled / "alac-open"
+    folder.mkdir(parents=True)
+    (folder / "model.onnx").write_bytes(b"onnx")
+    (folder / "model.json").write_text(json.dumps({"id": "alac-open", "name": "Open", "onnx": "model.onnx"}))
+    monkeypatch.setenv("KRITA_ALAC_BUNDLED", str(bundled))
+    make_model(store_home, "a-model")
+    models = store.installed_models()
+    assert [(m.id, m.bundled) for m in models] == [("a-model", False), ("alac-open", True)]
+    assert store.default_model().id == "alac-open" and store.default_model().bundled
+    assert store.remove_model("alac-open") is False and (folder / "model.onnx").is_file()   # read-only
+    make_model(store_home, "alac-open", name="mine")    # the user's own copy wins
+    assert [(m.id, m.bundled) for m in store.installed_models()] == [("a-model", False), ("alac-open", False)]
+    assert store.default_model().folder == str(store_home / "models" / "alac-open")

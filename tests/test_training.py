@@ -107,3 +107,51 @@ def test_sigterm_stops_with_a_checkpoint(tmp_path):
     step = torch.load(os.path.join(run, "last.pth"), weights_only=True)["step"]
     logged = [json.loads(x)["step"] for x in open(os.path.join(run, "log.jsonl"))]
     assert step >= 1 and logged[-1] == step          # nothing trained after the last checkpoint is lost
+
+
+def test_region_hints_follow_the_benchmark_protocol(tmp_path):
+    """Region maps come from hintauc; a ratio keeps the largest regions' scribbles in their mean colors."""
+    from training.regions import build, load, pad_square
+    from training.synth import region_hints, region_view
+    data = str(tmp_path / "data")
+    make_data(data, n=2)
+    with open(os.path.join(data, "manifest.json")) as f:
+        m = json.load(f)
+    m["size"] = 256
+    with open(os.path.join(data, "manifest.json"), "w") as f:
+        json.dump(m, f)
+    build(data, workers=1)
+    maps = load(data)
+    rank, scribble = maps["0.png"]
+    assert rank.shape == scribble.shape == (64, 64)
+    assert rank[0, 0] == 0                        # the white paper around the drawing is the largest region
+    n = int(rank.max()) + 1
+    assert n >= 4 and scribble.sum() > n          # the three disks and more, each with a scribble
+    rgb = pad_square(drawing(0), 256).astype(np.float32) / 255
+    assert region_hints(rgb, rank, scribble, 0)[3].sum() == 0
+    h1 = region_hints(rgb, rank, scribble, 1)
+    on = h1[3] > 0
+    assert on.any() and (rank[on] == 0).all() and np.allclose(h1[:3, on], 1.0, atol=0.02)   # white paper, white hint
+    hall = region_hints(rgb, rank, scribble, n)
+    assert np.array_equal(hall[3] > 0, scribble)
+    small = rgb.reshape(64, 4, 64, 4, 3).mean(axis=(1, 3))
+    r = int(rank[32, 32])
+    assert np.allclose(hall[:3, scribble & (rank == r)].T, small[rank == r].mean(0) * 2 - 1, atol=1e-5)
+    # A training crop keeps crop, hint grid and region maps aligned.
+    rgb_c, h = region_view(drawing(0), rank, scribble, 64, np.random.default_rng(5))
+    assert rgb_c.shape == (64, 64, 3) and h.shape == (4, 16, 16)
+
+
+def test_init_starts_a_run_from_another_runs_weights(tmp_path):
+    data = str(tmp_path / "data")
+    make_data(data)
+    opts = dict(data=data, size=64, batch=2, ngf=32, tunnel4_blocks=1)
+    train(str(tmp_path / "a"), 2, dict(opts))
+    train(str(tmp_path / "b"), 0, dict(opts, init=str(tmp_path / "a" / "last.pth")))
+    a = torch.load(tmp_path / "a" / "last.pth", weights_only=True)["state_dictG"]
+    b = torch.load(tmp_path / "b" / "last.pth", weights_only=True)
+    assert b["step"] == 0 and all(torch.equal(v, b["state_dictG"][k]) for k, v in a.items())
+    import pytest
+    from krita_alac.errors import UserError
+    with pytest.raises(UserError, match="does not fit the model"):
+        train(str(tmp_path / "c"), 0, dict(opts, ngf=64, init=str(tmp_path / "a" / "last.pth")))

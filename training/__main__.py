@@ -12,6 +12,10 @@ def main(argv=None):
     d.add_argument("--limit", type=int)
     d.add_argument("--workers", type=int, default=2)
 
+    r = sub.add_parser("regions", help="precompute hintauc region scribbles for a data folder")
+    r.add_argument("data")
+    r.add_argument("--workers", type=int, default=2)
+
     t = sub.add_parser("train", help="train or resume a run")
     t.add_argument("run", help="run folder (resumed if it has a checkpoint)")
     t.add_argument("--data", help="folder made by 'data' (first start only)")
@@ -19,7 +23,7 @@ def main(argv=None):
     t.add_argument("--minutes", type=float, help="stop (with a checkpoint) after this many minutes")
     for name, typ in (("size", int), ("batch", int), ("ngf", int), ("tunnel4_blocks", int), ("lr", float),
                       ("gan", float), ("seed", int), ("ckpt_minutes", float), ("log_every", int),
-                      ("sample_every", int), ("threads", int)):
+                      ("sample_every", int), ("threads", int), ("init", str)):
         t.add_argument("--" + name.replace("_", "-"), dest=name, type=typ)
 
     c = sub.add_parser("cycle", help="train or resume an unpaired CycleGAN run (sketch <-> color)")
@@ -46,10 +50,13 @@ def main(argv=None):
         from .data import build
         m = build(a.out, a.size, a.limit, a.workers)
         print(f"{m['count']} images in {a.out} ({m['excluded_eval']} evaluation images left out)")
+    elif a.cmd == "regions":
+        from .regions import build as build_regions
+        print(f"wrote {build_regions(a.data, a.workers)}")
     elif a.cmd == "train":
         from .train import train
         keys = ("data", "size", "batch", "ngf", "tunnel4_blocks", "lr", "gan", "seed", "ckpt_minutes",
-                "log_every", "sample_every", "threads")
+                "log_every", "sample_every", "threads", "init")
         train(a.run, a.steps, {k: getattr(a, k) for k in keys}, a.minutes)
     elif a.cmd == "cycle":
         from dataclasses import fields

@@ -42,6 +42,7 @@ class Config:
     log_every: int = 20
     sample_every: int = 500
     threads: int = 0           # torch intra-op threads; 0 = default
+    init: str = ""             # start from this checkpoint's generator weights (fine-tuning)
 
 
 class Critic(nn.Module):
@@ -74,12 +75,16 @@ class Dataset:
         self.images = [np.asarray(Image.open(os.path.join(folder, it["file"])).convert("RGB")) for it in keep]
         if not self.images:
             raise SystemExit(f"no training images in {folder}")
+        from .regions import load
+        maps = load(folder)
+        # Region scribble hints (hintauc's kind) where `python -m training regions` was run.
+        self.regions = [maps.get(it["file"]) for it in keep] if maps else [None] * len(keep)
 
     def batch(self, cfg: Config, step: int):
         from .synth import sample
         rng = np.random.default_rng([cfg.seed, step])
         idx = rng.integers(0, len(self.images), cfg.batch)
-        s, h, t = zip(*(sample(self.images[i], cfg.size, rng) for i in idx))
+        s, h, t = zip(*(sample(self.images[i], cfg.size, rng, self.regions[i]) for i in idx))
         return tuple(torch.from_numpy(np.stack(x)) for x in (s, h, t))
 
 
@@ -146,6 +151,12 @@ def train(run: str, steps: int, overrides: dict, minutes: float | None = None) -
         torch.set_rng_state(ck["torch_rng"])
         step = int(ck["step"])
         print(f"resumed {run} at step {step}", flush=True)
+    elif cfg.init:
+        from krita_alac.checkpoints import check_state_dict, read_tensors, strip_prefix
+        sd = strip_prefix(read_tensors(cfg.init))
+        check_state_dict(g.state_dict(), sd, os.path.basename(cfg.init))
+        g.load_state_dict(sd)
+        print(f"started from the weights of {cfg.init}", flush=True)
     os.makedirs(os.path.join(run, "samples"), exist_ok=True)
 
     def checkpoint():
