@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("--raw", action="store_true", help="no resizing: input size must be a multiple of 32")
     z.add_argument("--backend", choices=("auto", "onnx", "torch"), default="auto")
     z.add_argument("--device", default="auto", help="auto, cpu, cuda, rocm, directml, coreml or mps")
-    z.add_argument("--snap", action="store_true", help="snap the neural colors to flat regions")
+    z.add_argument("--snap", action=argparse.BooleanOptionalAction, default=None,
+                   help="snap the neural colors to flat regions (default: as the model's card recommends)")
     z.add_argument("--gap", type=_gap, default=None, help="flats: close line gaps up to this many pixels")
     z.add_argument("--fill", choices=("nearest", "none"), default="nearest",
                    help="flats: color of regions without hints")

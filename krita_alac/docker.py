@@ -51,6 +51,16 @@ def model_choices(worker_info=None):
     return out
 
 
+def default_engine():
+    """The engine "auto" stands for: the default model (bundled alac-open first), else flats."""
+    try:
+        from . import store
+        m = store.default_model()
+        return m.id if m is not None else FLATS
+    except Exception:  # noqa: BLE001  a broken model folder must not break the docker
+        return FLATS
+
+
 def default_line_layer(doc):
     """The active layer, unless that is the hint layer: then the layer below it."""
     active = doc.activeNode()
@@ -175,13 +185,15 @@ class ColorizeDocker(DockWidget):
         box.addLayout(offers)
         box.addStretch(1)
         self.setWidget(w)
-        self._fill_engines(cfg.get("engine") or FLATS)
+        self._fill_engines(cfg.get("engine") or "auto")
         for sig in (self.engine_combo.currentIndexChanged, self.size_spin.valueChanged,
                     self.snap_check.toggled, self.auto_check.toggled, self.thickness_spin.valueChanged):
             sig.connect(self._save_settings)
 
     def _fill_engines(self, want=None):
         want = want or self.engine_combo.currentData() or FLATS
+        if want == "auto":
+            want = default_engine()
         self.engine_combo.blockSignals(True)
         self.engine_combo.clear()
         for label, eid in model_choices(self.client.info):
@@ -420,7 +432,7 @@ def colorize_without_docker():
     line = doc.activeNode() if doc is not None else None
     hint = krita_api.find_hint_layer(doc, line) if doc is not None else None
     cfg = settings.load()
-    _run_without_docker(lambda: krita_api.ColorizeJob(doc, line, hint, cfg.get("engine") or FLATS,
+    _run_without_docker(lambda: krita_api.ColorizeJob(doc, line, hint, cfg.get("engine") or "auto",
                                                       size=int(cfg.get("size") or 512),
                                                       snap=bool(cfg.get("snap"))).prepare(), "Colorize")
 

@@ -36,6 +36,7 @@ class ModelSpec:
     netg: str | None = None
     i2v: str | None = None
     kind: str = KIND_ALACGAN
+    snap: bool = False          # snap to flats unless asked otherwise (model.json "snap")
 
     @property
     def key(self):
@@ -71,8 +72,10 @@ def resolve(engine: str, i2v: str | None = None) -> ModelSpec | None:
 
 def _from_installed(m: store.InstalledModel) -> ModelSpec:
     if m.kind in (KIND_AUTO, "cyclegan"):
-        return ModelSpec(label=f"Auto colors ({m.label})", onnx=m.onnx, netg=m.netg, kind=KIND_AUTO)
-    return ModelSpec(label=f"AlacGAN ({m.label})", onnx=m.onnx, fp16=m.fp16, netg=m.netg, i2v=m.i2v)
+        return ModelSpec(label=f"Auto colors ({m.label})", onnx=m.onnx, netg=m.netg, kind=KIND_AUTO,
+                         snap=m.meta.get("snap") is True)
+    return ModelSpec(label=f"AlacGAN ({m.label})", onnx=m.onnx, fp16=m.fp16, netg=m.netg, i2v=m.i2v,
+                     snap=m.meta.get("snap") is True)
 
 
 _KINDS: dict = {}
@@ -167,7 +170,7 @@ class NeuralEngine:
         rgba = to_rgba(color, geo)
         label = self.spec.label
         labels = None
-        if req.snap:
+        if _snap(req, self.spec):
             _report(progress, 0.8, "snapping to flats")
             f = compute_flats(req.lines, req.hints, req.gap, fill="model", model_rgb=rgba[..., :3])
             rgba, labels = f.rgba, f.labels
@@ -190,15 +193,21 @@ class AutoColorEngine:
         rgba = auto_colors(req.lines, path, req.size, req.backend, req.device, self.warnings)
         runner = load_image2image(path, req.backend, req.device)
         label, labels = self.spec.label, None
-        if req.hints is not None and (req.hints[..., 3] > 0).any() and not req.snap:
+        snap = _snap(req, self.spec)
+        if req.hints is not None and (req.hints[..., 3] > 0).any() and not snap:
             self.warnings.append("this model ignores color hints (use Snap to flats to apply them)")
-        if req.snap:
+        if snap:
             _report(progress, 0.8, "snapping to flats")
             f = compute_flats(req.lines, req.hints, req.gap, fill="model", model_rgb=rgba[..., :3])
             rgba, labels = f.rgba, f.labels
             label += " + flats"
         return ColorizeResult(rgba=rgba, engine=label, device=f"{runner.backend} · {runner.device}",
                               labels=labels if req.want_labels else None)
+
+
+def _snap(req: ColorizeRequest, spec: ModelSpec) -> bool:
+    """The request's choice, or the model's default when the request leaves it open."""
+    return spec.snap if req.snap is None else bool(req.snap)
 
 
 def _report(progress, frac, what):

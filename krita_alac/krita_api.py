@@ -216,7 +216,7 @@ class WorkerJob(QObject):
 class ColorizeJob(WorkerJob):
     """One colorize run (see WorkerJob)."""
 
-    def __init__(self, document, line_node, hint_node=None, engine="flats", client=None, **options):
+    def __init__(self, document, line_node, hint_node=None, engine="auto", client=None, **options):
         super().__init__(document, client, options.pop("force", False))
         self.line_node, self.hint_node = line_node, hint_node
         self.engine = engine
@@ -397,7 +397,7 @@ def _run(job, wait, timeout):
     return outcome["node"]
 
 
-def colorize(document, line_layer, hint_layer=None, engine="flats", wait=True, **options):
+def colorize(document, line_layer, hint_layer=None, engine="auto", wait=True, **options):
     """Scripting entry point (see krita_alac.colorize).
 
     wait=True spins an event loop until the layer is written and returns the

@@ -24,7 +24,7 @@ class ColorizeRequest:
     backend: str = "auto"              # "auto", "onnx" or "torch"
     device: str = "auto"               # "auto", "cpu", "cuda", ...
     i2v: str | None = None             # Illustration2Vec weights for a checkpoint model
-    snap: bool = False                 # snap neural colors to flat regions
+    snap: bool | None = None           # snap neural colors to flat regions; None: as the model's card says
     fill: str = "nearest"              # flats: "nearest", "none" (or "model", internal)
     gap: float | None = None           # flats: gap to close in pixels; None = from line width
     want_labels: bool = False          # also return the flats region map

@@ -10,9 +10,9 @@ from . import store
 
 DEFAULTS = {
     "python": "",            # worker interpreter chosen by the user; "" = detect
-    "engine": "flats",
+    "engine": "auto",        # "auto": the default model (the bundled alac-open), else flats
     "size": 512,             # working size (long side) for neural engines
-    "snap": False,
+    "snap": True,            # neural colors snapped to flat regions: best on the quality benchmark
     "auto": False,
     "line_thickness": 1.0,   # Extract line art: XDoG line thickness
     "max_pixels": 6000 * 6000,   # above this, ask before colorizing

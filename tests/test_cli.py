@@ -256,3 +256,24 @@ def test_hint_free_and_neural_line_models_through_the_command(tmp_path, capsys, 
     assert la.shape == (100, 160, 4) and (la[..., :3] == 0).all()
     code, o, err = run_cli(capsys, "lines", lines, "-o", str(tmp_path / "l.png"), "--method", "neural")
     assert code == 1 and err.strip() == "krita-alac: error: --method neural needs --model (a color->sketch generator)"
+
+
+def test_model_card_decides_snap_unless_the_command_does(tmp_path, capsys, store_home, reference_onnx):
+    import json
+    import shutil
+    folder = store_home / "models" / "snappy"
+    folder.mkdir(parents=True)
+    shutil.copy(reference_onnx.path, folder / "model.onnx")
+    (folder / "model.json").write_text(json.dumps({"id": "snappy", "onnx": "model.onnx", "snap": True}))
+    lines, hints = lines_and_hints(tmp_path)
+    out = str(tmp_path / "o.png")
+    code, o, err = run_cli(capsys, "colorize", lines, "--hints", hints, "--model", "snappy", "-o", out,
+                           "--size", "64")
+    assert code == 0, err
+    assert o.startswith("AlacGAN (snappy) + flats on ")
+    assert tuple(np.array(Image.open(out))[50, 30]) == (*RED, 255)   # the hinted region keeps its hint color
+    code, o, err = run_cli(capsys, "colorize", lines, "--hints", hints, "--model", "snappy", "-o", out,
+                           "--size", "64", "--no-snap")
+    assert code == 0, err
+    assert o.startswith("AlacGAN (snappy) on ")
+    assert tuple(np.array(Image.open(out))[50, 30]) != (*RED, 255)
