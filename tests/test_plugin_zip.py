@@ -93,3 +93,23 @@ def test_krita_importer_installs_plugin(plugin_zip, tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().startswith(str(pykrita))
+
+
+def test_bundled_open_weights_ship_in_the_zip_and_are_the_default(plugin_zip, tmp_path):
+    z = zipfile.ZipFile(plugin_zip)
+    names = z.namelist()
+    for f in ("model.json", "alac-open.onnx", "MODEL_CARD.md"):
+        assert f"krita_alac/models/alac-open/{f}" in names, f
+    assert "krita_alac/models/" in names and "krita_alac/models/alac-open/" in names
+    assert z.getinfo("krita_alac/models/alac-open/alac-open.onnx").file_size <= 30 * 2 ** 20
+    mod = krita_importer()
+    mod.PluginImporter(plugin_zip, str(tmp_path), lambda plugin: True).import_all()
+    pykrita = tmp_path / "pykrita"
+    env = {k: v for k, v in os.environ.items() if k != "KRITA_ALAC_BUNDLED"}
+    env.update(PYTHONPATH=str(pykrita), KRITA_ALAC_HOME=str(tmp_path / "empty_home"))
+    code = ("from krita_alac import store; m = store.default_model(); "
+            "print(m.id, m.bundled, m.folder, m.meta['snap'], m.onnx.endswith('alac-open.onnx'))")
+    r = subprocess.run([sys.executable, "-c", code], cwd=str(tmp_path), env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["alac-open", "True", str(pykrita / "krita_alac" / "models" / "alac-open"),
+                                "True", "True"]

@@ -44,6 +44,9 @@ def main(argv=None):
     e.add_argument("run")
     e.add_argument("-o", "--output", required=True)
     e.add_argument("--fp16", action="store_true")
+    rl = sub.add_parser("release", help="export a run as the bundled alac-open model (krita_alac/models/alac-open)")
+    rl.add_argument("run")
+    rl.add_argument("--out", help="model folder (default: krita_alac/models/alac-open)")
     a = p.parse_args(argv)
 
     if a.cmd == "data":
@@ -70,6 +73,9 @@ def main(argv=None):
         rep = export_onnx(load_alacgan(os.path.join(a.run, "last.pth"), None), a.output, fp16=a.fp16)
         print(f"wrote {rep.path} (onnxruntime vs torch max abs diff {rep.max_abs_diff:.2e})"
               + (f" and {rep.fp16_path}" if rep.fp16_path else ""))
+    elif a.cmd == "release":
+        from .release import release
+        print(release(a.run, a.out))
     return 0
 
 

@@ -1,0 +1,70 @@
+"""The bundled open weights (krita_alac/models/alac-open): the default model, and they follow hints."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from krita_alac import store
+from krita_alac.engines import Engines, resolve
+from krita_alac.flats import compute_flats
+from krita_alac.imaging import read_rgba
+from krita_alac.request import ColorizeRequest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FOLDER = os.path.join(store.BUNDLED_DIR, "alac-open")
+
+
+@pytest.fixture
+def bundled(monkeypatch, store_home):
+    monkeypatch.setenv("KRITA_ALAC_BUNDLED", store.BUNDLED_DIR)
+
+
+@pytest.fixture(scope="module")
+def example():
+    return (read_rgba(os.path.join(ROOT, "examples", "lineart.png")),
+            read_rgba(os.path.join(ROOT, "examples", "hints.png")))
+
+
+def test_model_folder_is_complete():
+    with open(os.path.join(FOLDER, "model.json"), encoding="utf-8") as f:
+        meta = json.load(f)
+    assert meta["id"] == "alac-open" and meta["kind"] == "alacgan" and meta["snap"] is True
+    onnx_path = os.path.join(FOLDER, meta["onnx"])
+    assert os.path.getsize(onnx_path) <= 30 * 2 ** 20
+    import hashlib
+    with open(onnx_path, "rb") as f:
+        assert hashlib.sha256(f.read()).hexdigest() == meta["sha256"]
+    card = open(os.path.join(FOLDER, "MODEL_CARD.md"), encoding="utf-8").read()
+    assert f"step {meta['training_step']}" in card       # the card describes the weights that ship
+
+
+def test_open_weights_are_the_default_and_snap_to_flats(bundled, example):
+    lines, hints = example
+    spec = resolve("auto")
+    assert spec.label == "AlacGAN (alac-open)" and spec.snap
+    res = Engines().colorize(ColorizeRequest(lines=lines, hints=hints))
+    assert res.engine == spec.label + " + flats"
+    f = compute_flats(lines, hints)
+    hinted = np.flatnonzero(f.hinted)
+    assert len(hinted) >= 3
+    for r in hinted:                                       # hinted regions keep exactly their hint colors
+        px = res.rgba[f.labels == r]
+        assert (px == f.colors[r]).all(), r
+
+
+def test_open_weights_follow_the_hints(bundled, example):
+    """In each hinted region the network's own colors move towards the hint color."""
+    lines, hints = example
+    eng = Engines()
+    with_hints = eng.colorize(ColorizeRequest(lines=lines, hints=hints, snap=False)).rgba[..., :3].astype(float)
+    without = eng.colorize(ColorizeRequest(lines=lines, hints=None, snap=False)).rgba[..., :3].astype(float)
+    f = compute_flats(lines, hints)
+    closer = []
+    for r in np.flatnonzero(f.hinted):
+        m = f.labels == r
+        target = f.colors[r][:3].astype(float)
+        d_with = np.abs(with_hints[m] - target).mean()
+        d_without = np.abs(without[m] - target).mean()
+        closer.append(d_with < d_without)
+    assert np.mean(closer) >= 0.75, closer

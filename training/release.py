@@ -1,0 +1,43 @@
+"""`python -m training release RUN`: a run's generator becomes the bundled alac-open model.
+
+Writes krita_alac/models/alac-open/{alac-open.onnx, model.json}; the model
+card (MODEL_CARD.md) lives in the same folder and ships with it.  fp32 only:
+the model is small (about 16 MB), and fp16 only pays off on a GPU.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODEL_ID = "alac-open"
+DEFAULT_OUT = os.path.join(ROOT, "krita_alac", "models", MODEL_ID)
+
+
+def release(run: str, out: str | None = None) -> str:
+    import torch
+    from krita_alac.checkpoints import load_alacgan
+    from krita_alac.onnx_export import export_onnx
+    out = out or DEFAULT_OUT
+    os.makedirs(out, exist_ok=True)
+    ckpt = os.path.join(run, "last.pth")
+    step = int(torch.load(ckpt, map_location="cpu", weights_only=True)["step"])
+    onnx_name = f"{MODEL_ID}.onnx"
+    rep = export_onnx(load_alacgan(ckpt, None), os.path.join(out, onnx_name))
+    if rep.max_abs_diff > 1e-4:
+        raise SystemExit(f"the export differs from torch by {rep.max_abs_diff:.2e}")
+    with open(rep.path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    meta = {"id": MODEL_ID, "name": "alac-open", "kind": "alacgan",
+            "onnx": onnx_name, "fp16": None, "netg": None, "i2v": None,
+            "license": "CC0-1.0 (weights); trained only on public-domain (CC0) Openclipart drawings",
+            "source": "krita_alac project: python -m training train / release, see MODEL_CARD.md",
+            # Snapped to flats it scores best on the quality benchmark (MODEL_CARD.md).
+            "snap": True, "training_step": step, "sha256": digest}
+    tmp = os.path.join(out, "model.json.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(meta, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, os.path.join(out, "model.json"))
+    return f"wrote {rep.path} (step {step}, onnxruntime vs torch {rep.max_abs_diff:.2e}) and model.json"
