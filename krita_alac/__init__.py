@@ -7,7 +7,7 @@ package also registers the Colorize docker and its actions.
 __version__ = "0.1.0"
 
 
-def colorize(document, line_layer, hint_layer=None, engine="flats", wait=True, **options):
+def colorize(document, line_layer, hint_layer=None, engine="auto", wait=True, **options):
     """Colorize `line_layer` of `document` in Krita; returns the result node.
 
     The same code path as the docker's Colorize button (Krita only)."""

@@ -20,7 +20,10 @@ def main(argv=None):
     p.add_argument("--limit", type=int, help="only the first N images")
     a = p.parse_args(argv)
     engine = "flats" if a.engine == "flats" else (a.model or "auto")
-    r = evaluate(a.data, engine, a.size, a.ratios, a.snap, a.sheet, a.limit)
+    try:
+        r = evaluate(a.data, engine, a.size, a.ratios, a.snap, a.sheet, a.limit)
+    except ValueError as e:          # hintauc's checks, e.g. a ratio grid that does not span 0..1
+        raise SystemExit(f"python -m bench.quality: error: {e}")
     if a.engine == "alacgan":
         r["engine"] = f"alacgan ({engine})" + (" + snap" if a.snap else "")
     print(f"{r['engine']} on {r['images']} images")
