@@ -370,13 +370,24 @@ def test_url_needs_sha256(home, capsys):
     assert_one_line_error(code, err, "--sha256")
 
 
-def test_not_yet_available_model(home, capsys):
-    code, out, _ = run(capsys, "--list")
-    assert code == 0 and "alac-open" in out and "not yet available" in out and "existing" in out
+def test_not_yet_available_model(home, tmp_path, capsys):
+    reg = write_registry(tmp_path, {"id": "planned", "name": "Planned", "kind": "alacgan", "available": False,
+                                    "note": "coming later", "files": []})
+    code, out, _ = run(capsys, "--list", "--registry", reg)
+    assert code == 0 and "planned" in out and "not yet available" in out and "existing" in out
     before = listing(home)
-    code, _, err = run(capsys, "alac-open")
-    assert_one_line_error(code, err, "alac-open is not available yet")
+    code, _, err = run(capsys, "planned", "--registry", reg)
+    assert_one_line_error(code, err, "planned is not available yet: coming later")
     assert listing(home) == before
+
+
+def test_registry_lists_the_bundled_open_weights(home, capsys, monkeypatch):
+    from krita_alac import store as st
+    monkeypatch.setenv("KRITA_ALAC_BUNDLED", st.BUNDLED_DIR)
+    code, out, _ = run(capsys, "--list")
+    assert code == 0 and any(line.split()[:2] == ["alac-open", "bundled"] for line in out.splitlines()), out
+    code, out, _ = run(capsys, "alac-open")
+    assert code == 0 and "alac-open comes with the plugin" in out
 
 
 def test_bundled_model_needs_no_download(home, tmp_path, capsys, monkeypatch):
