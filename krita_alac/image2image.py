@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import UserError
 from .imaging import Geometry, luminance, to_rgba
-from .runtime import TORCH_DEVICE_NAMES, OrtSessions, first_line, torch_device, warn
+from .runtime import TORCH_DEVICE_NAMES, OrtBacked, OrtSessions, first_line, torch_device, warn
 
 CHECKPOINT_EXTS = (".pth", ".pt", ".ckpt", ".safetensors", ".bin")
 BACKENDS = ("auto", "onnx", "torch")
@@ -27,7 +27,7 @@ BACKENDS = ("auto", "onnx", "torch")
 MAX_SIZE = 8192
 
 
-class OnnxImage2Image:
+class OnnxImage2Image(OrtBacked):
     """One `image -> output` ONNX graph with GPU-first providers and CPU fallback."""
     backend = "onnxruntime"
 
@@ -54,14 +54,6 @@ class OnnxImage2Image:
         self.out_nc = _static(s.get_outputs()[0].shape, 1)
         self._dtype = np.float16 if s.get_inputs()[0].type == "tensor(float16)" else np.float32
         self.label = os.path.basename(path)
-
-    @property
-    def device(self):
-        return self._ort.device
-
-    @property
-    def provider(self):
-        return self._ort.provider
 
     def run(self, x: np.ndarray) -> np.ndarray:
         out = self._ort.run("model", {"image": x.astype(self._dtype, copy=False)})[0]

@@ -131,15 +131,8 @@ def torch_device(torch, device: str) -> str:
     return device
 
 
-class OnnxColorizer:
-    backend = "onnxruntime"
-
-    def __init__(self, path: str, device: str = "auto", warnings: list | None = None):
-        self.path = path
-        self.warnings = warnings if warnings is not None else []
-        graphs = _load_graphs(path)
-        self._cache_names = graphs.pop("meta")["cache"]
-        self._ort = OrtSessions(graphs, device, self.warnings, os.path.basename(path))
+class OrtBacked:
+    """What a runner on OrtSessions (self._ort) reports: the device and provider it really got."""
 
     @property
     def device(self):
@@ -148,6 +141,17 @@ class OnnxColorizer:
     @property
     def provider(self):
         return self._ort.provider
+
+
+class OnnxColorizer(OrtBacked):
+    backend = "onnxruntime"
+
+    def __init__(self, path: str, device: str = "auto", warnings: list | None = None):
+        self.path = path
+        self.warnings = warnings if warnings is not None else []
+        graphs = _load_graphs(path)
+        self._cache_names = graphs.pop("meta")["cache"]
+        self._ort = OrtSessions(graphs, device, self.warnings, os.path.basename(path))
 
     @property
     def caches(self) -> bool:
