@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import UserError
 from .imaging import Geometry, luminance, to_rgba
-from .runtime import TORCH_DEVICE_NAMES, OrtBacked, OrtSessions, first_line, torch_device, warn
+from .runtime import OrtBacked, OrtSessions, TorchBacked
 
 CHECKPOINT_EXTS = (".pth", ".pt", ".ckpt", ".safetensors", ".bin")
 BACKENDS = ("auto", "onnx", "torch")
@@ -65,9 +65,8 @@ def _static(shape, axis):
     return v if isinstance(v, int) else None
 
 
-class TorchImage2Image:
+class TorchImage2Image(TorchBacked):
     """A cyclegan generator checkpoint run by PyTorch, with CPU fallback."""
-    backend = "torch"
 
     def __init__(self, path: str, device: str = "auto", warnings: list | None = None):
         try:
@@ -75,31 +74,14 @@ class TorchImage2Image:
         except ImportError:
             raise UserError("running a checkpoint needs PyTorch (pip install torch), or export it to ONNX")
         from .cyclegan import guess_direction, load_generator
-        self._torch = torch
-        self.warnings = warnings if warnings is not None else []
         self.net = load_generator(path)
         self.in_nc, self.out_nc, self.multiple = self.net.in_nc, self.net.out_nc, self.net.multiple
         self.direction = guess_direction(self.net)
         self.label = os.path.basename(path)
-        self._move(torch_device(torch, device))
-
-    def _move(self, dev):
-        self.net.to(dev)
-        self._dev = dev
-        self.device = TORCH_DEVICE_NAMES[dev]
+        self._place(torch, self.net, device, warnings)
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        torch = self._torch
-        try:
-            with torch.inference_mode():
-                return self.net(torch.from_numpy(x).to(self._dev)).float().cpu().numpy()
-        except RuntimeError as e:
-            if self._dev == "cpu":
-                raise
-            warn(f"{self.device} failed ({first_line(e)}); retrying on the CPU", self.warnings)
-            self._move("cpu")
-            with torch.inference_mode():
-                return self.net(torch.from_numpy(x)).numpy()
+        return self._call(self.net, x).float().cpu().numpy()
 
 
 _LOADED: dict = {}

@@ -204,25 +204,20 @@ def _load_graphs(path: str) -> dict:
     return {"encoder": enc.SerializeToString(), "decoder": dec.SerializeToString(), "meta": {"cache": cache}}
 
 
-class TorchColorizer:
+class TorchBacked:
+    """A torch module (self._module) on the chosen device; a run that fails on a GPU
+    (out of memory, driver) warns and finishes on the CPU, which it then keeps."""
     backend = "torch"
 
-    def __init__(self, model, device: str = "auto", warnings: list | None = None):
-        import torch
-        from .alacgan import SplitAlacGAN
-        self._torch = torch
+    def _place(self, torch, module, device: str, warnings: list | None):
+        self._torch, self._module = torch, module
         self.warnings = warnings if warnings is not None else []
-        self._split = SplitAlacGAN(model).eval()
         self._move(torch_device(torch, device))
 
     def _move(self, dev):
-        self._split.to(dev)
+        self._module.to(dev)
         self._dev = dev
         self.device = TORCH_DEVICE_NAMES[dev]
-
-    @property
-    def caches(self) -> bool:
-        return True
 
     def _call(self, fn, *arrays):
         torch = self._torch
@@ -238,6 +233,18 @@ class TorchColorizer:
                 out = fn(*[torch.as_tensor(a).cpu() if isinstance(a, torch.Tensor) else torch.from_numpy(a)
                            for a in arrays])
         return out
+
+
+class TorchColorizer(TorchBacked):
+    def __init__(self, model, device: str = "auto", warnings: list | None = None):
+        import torch
+        from .alacgan import SplitAlacGAN
+        self._split = SplitAlacGAN(model).eval()
+        self._place(torch, self._split, device, warnings)
+
+    @property
+    def caches(self) -> bool:
+        return True
 
     def encode(self, sketch):
         # Cached tensors stay on the device: re-runs skip the upload too.

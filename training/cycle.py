@@ -41,7 +41,7 @@ import os
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -51,11 +51,9 @@ import torch.nn.functional as F
 from krita_alac.cyclegan import ResnetGenerator, UResGenerator, save_generator
 
 from .synth import LUMA, line_art, random_view
-from .train import Dataset, _atomic_save
+from .train import Dataset, _atomic_save, run_config
 
 G_B_KINDS = ("ures", "resnet")
-# Settings that may change when a run is resumed: they do not change what is computed.
-MUTABLE = ("ckpt_minutes", "log_every", "sample_every", "threads")
 
 
 @dataclass
@@ -186,31 +184,14 @@ def lr_at(cfg: CycleConfig, step: int) -> float:
     return cfg.lr * max(0.0, (cfg.lr_decay_end - step) / (cfg.lr_decay_end - cfg.lr_decay_start))
 
 
-def load_config(run: str, overrides: dict) -> CycleConfig:
-    path = os.path.join(run, "config.json")
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            saved = json.load(f)
-        saved["betas"] = tuple(saved["betas"])
-        cfg = CycleConfig(**saved)
-        for k, v in overrides.items():
-            if v is None:
-                continue
-            if k in MUTABLE:
-                setattr(cfg, k, v)
-            elif v != getattr(cfg, k):
-                print(f"note: {k} is fixed for this run ({getattr(cfg, k)!r}); ignoring {v!r}", flush=True)
-        cfg.check()
-        return cfg
-    names = {f.name for f in fields(CycleConfig)}
-    cfg = CycleConfig(**{k: v for k, v in overrides.items() if v is not None and k in names})
+def _check_config(cfg: CycleConfig):
     if not cfg.data:
         raise SystemExit("--data is needed to start a run")
     cfg.check()
-    os.makedirs(run, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(asdict(cfg), f, indent=1)
-    return cfg
+
+
+def load_config(run: str, overrides: dict) -> CycleConfig:
+    return run_config(run, CycleConfig, overrides, _check_config)
 
 
 def save_sheet(path, sketch, fake_color, color, fake_sketch, n=4):

@@ -10,15 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-OPENCLIPART = "/usr/share/openclipart/svg"
-LICENSE = "Public domain (Openclipart, CC0 1.0), Debian package openclipart-svg"
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EVAL_LIST = os.path.join(ROOT, "bench", "quality", "eval_set.txt")
+# The same source, license text, renderer and evaluation list as the quality benchmark's set.
+from bench.quality.build_set import EVAL_LIST, LICENSE, OPENCLIPART
+from bench.quality.svg_render import RenderError, render_svg
 
 
 def eval_exclusions() -> set:
@@ -44,17 +42,11 @@ def list_svgs(src=OPENCLIPART):
 
 def render(svg: str, size: int) -> np.ndarray | None:
     """RGB uint8 of `svg` with long side `size`, on white; None if it cannot be rendered."""
-    from PIL import Image
-    import io
     try:
-        png = subprocess.run(["rsvg-convert", "-w", str(size), "-h", str(size), "--keep-aspect-ratio", svg],
-                             capture_output=True, timeout=30, check=True).stdout
-        im = Image.open(io.BytesIO(png)).convert("RGBA")
-    except (subprocess.SubprocessError, OSError, ValueError):
+        with open(svg, encoding="utf-8", errors="replace") as f:
+            return render_svg(f.read(), size)
+    except (RenderError, OSError):
         return None
-    bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
-    bg.alpha_composite(im)
-    return np.asarray(bg.convert("RGB"))
 
 
 def usable(rgb: np.ndarray) -> bool:

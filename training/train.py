@@ -16,7 +16,7 @@ import json
 import os
 import signal
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
@@ -94,19 +94,33 @@ def _atomic_save(obj, path):
     os.replace(tmp, path)
 
 
-def load_config(run: str, overrides: dict) -> Config:
+# Settings that may change when a run is resumed: they do not change what is computed.
+MUTABLE = ("ckpt_minutes", "log_every", "sample_every", "threads")
+
+
+def run_config(run: str, cls, overrides: dict, check=None):
+    """A run's settings: config.json with only MUTABLE overrides applied, or, for a new
+    run, `cls` from the overrides, checked by `check(cfg)` and then saved."""
     path = os.path.join(run, "config.json")
     if os.path.isfile(path):
         with open(path, encoding="utf-8") as f:
             saved = json.load(f)
         saved["betas"] = tuple(saved["betas"])
-        cfg = Config(**saved)
-        # Only the run's length-independent knobs may change on resume.
-        for k in ("ckpt_minutes", "log_every", "sample_every", "threads"):
-            if overrides.get(k) is not None:
-                setattr(cfg, k, overrides[k])
+        cfg = cls(**saved)
+        for k, v in overrides.items():
+            if v is None:
+                continue
+            if k in MUTABLE:
+                setattr(cfg, k, v)
+            elif v != getattr(cfg, k, v):
+                print(f"note: {k} is fixed for this run ({getattr(cfg, k)!r}); ignoring {v!r}", flush=True)
+        if check is not None:
+            check(cfg)
         return cfg
-    cfg = Config(**{k: v for k, v in overrides.items() if v is not None})
+    names = {f.name for f in fields(cls)}
+    cfg = cls(**{k: v for k, v in overrides.items() if v is not None and k in names})
+    if check is not None:
+        check(cfg)
     os.makedirs(run, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
         json.dump(asdict(cfg), f, indent=1)
@@ -128,7 +142,7 @@ def save_sheet(path, sketch, hint, out, target, n=4):
 
 
 def train(run: str, steps: int, overrides: dict, minutes: float | None = None) -> int:
-    cfg = load_config(run, overrides)
+    cfg = run_config(run, Config, overrides)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     data = Dataset(cfg.data)
