@@ -156,6 +156,23 @@ class WorkerJob(QObject):
     def prepare(self):
         raise NotImplementedError
 
+    def _read_visible(self, node, sel, empty_message: str):
+        """`node`'s pixels in self.rect as BGRA8.  A layer with nothing visible is refused,
+        but a selection may well hold no ink (inside one region): then the whole layer counts."""
+        doc = self.document
+        pixels = krita_io.read_bgra8(node, self.rect)
+        if (not krita_io.has_visible_pixels(pixels)
+                and (sel is None or not krita_io.has_visible_pixels(
+                    krita_io.read_bgra8(node, (0, 0, doc.width(), doc.height()))))):
+            raise UserError(empty_message)
+        return pixels
+
+    def _read_done(self, sel, t0):
+        self.mask = krita_io.selection_mask(sel, self.rect) if sel is not None else None
+        self.timings["read"] = time.perf_counter() - t0
+        self._prepared = True
+        return self
+
     def _send(self) -> int:
         raise NotImplementedError
 
@@ -235,23 +252,15 @@ class ColorizeJob(WorkerJob):
         if self.hint_node is not None and krita_io.node_id(self.hint_node) == krita_io.node_id(line):
             raise UserError("the hint layer and the line-art layer are the same layer")
         self.rect, sel = work_rect(doc)
-        W, H = doc.width(), doc.height()
         check_size(self.rect, self.force, self.verb)
-        self._lines = krita_io.read_bgra8(line, self.rect)
-        # A selection may well hold no ink (inside one region); the layer itself must not be empty.
-        if (not krita_io.has_visible_pixels(self._lines)
-                and (sel is None or not krita_io.has_visible_pixels(krita_io.read_bgra8(line, (0, 0, W, H))))):
-            raise UserError(f"the line-art layer '{line.name()}' is empty")
+        self._lines = self._read_visible(line, sel, f"the line-art layer '{line.name()}' is empty")
         if krita_io.opaque_fraction(self._lines) >= OPAQUE_LINE_ART and line.blendingMode() != "multiply":
             self.notes.append("opaque")
         self._hints = None
         if self.hint_node is not None:
             hints = krita_io.read_bgra8(self.hint_node, self.rect)
             self._hints = hints if krita_io.has_visible_pixels(hints) else None
-        self.mask = krita_io.selection_mask(sel, self.rect) if sel is not None else None
-        self.timings["read"] = time.perf_counter() - t0
-        self._prepared = True
-        return self
+        return self._read_done(sel, t0)
 
     def _send(self):
         x, y, w, h = self.rect
@@ -292,15 +301,9 @@ class LinesJob(WorkerJob):
         if min(w, h) < 3:
             raise UserError(f"the area is too small to extract lines from ({w}x{h} pixels)")
         check_size(self.rect, self.force, self.verb)
-        self._image = krita_io.read_bgra8(src, self.rect)
-        if (not krita_io.has_visible_pixels(self._image)
-                and (sel is None or not krita_io.has_visible_pixels(
-                    krita_io.read_bgra8(src, (0, 0, doc.width(), doc.height()))))):
-            raise UserError(f"the layer '{src.name()}' is empty: nothing to extract lines from")
-        self.mask = krita_io.selection_mask(sel, self.rect) if sel is not None else None
-        self.timings["read"] = time.perf_counter() - t0
-        self._prepared = True
-        return self
+        self._image = self._read_visible(src, sel,
+                                         f"the layer '{src.name()}' is empty: nothing to extract lines from")
+        return self._read_done(sel, t0)
 
     def _send(self):
         x, y, w, h = self.rect

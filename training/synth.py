@@ -18,6 +18,8 @@ from scipy import ndimage as ndi
 
 from krita_alac.lines import XDoGParams, xdog_darkness
 
+from .regions import HINT_MAP, pad_square
+
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
@@ -110,7 +112,6 @@ def region_view(img: np.ndarray, rank: np.ndarray, scribble: np.ndarray, size: i
 
     No rescale, so crop and region maps stay aligned; flips and hue as random_view.
     """
-    from .regions import HINT_MAP, pad_square
     full = int(rank.shape[0]) * 4
     sq = pad_square(img, full)
     cells = size // 4
