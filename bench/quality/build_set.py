@@ -22,12 +22,9 @@ import os
 
 import numpy as np
 
-from .svg_render import RenderError, render_svg, strokes_only
-
-OPENCLIPART = "/usr/share/openclipart/svg"
-LICENSE = "Public domain (Openclipart, CC0 1.0), Debian package openclipart-svg"
-HERE = os.path.dirname(os.path.abspath(__file__))
-EVAL_LIST = os.path.join(HERE, "eval_set.txt")
+# Source, license, evaluation list and vector line art are shared with the training data.
+from artdata.sources import EVAL_LIST, LICENSE, OPENCLIPART, stroke_lines  # noqa: F401
+from artdata.svg_render import RenderError, render_svg
 
 
 def looks_like_colored_drawing(rgb: np.ndarray) -> bool:
@@ -50,31 +47,8 @@ def looks_like_colored_drawing(rgb: np.ndarray) -> bool:
     return len(keys) >= 3 and top[:8].sum() / counts.sum() > 0.7
 
 
-def stroke_lines(svg_text: str, size: int, rgb: np.ndarray) -> np.ndarray | None:
-    """Line art from the SVG's own strokes, if they outline the drawing."""
-    try:
-        lines = render_svg(strokes_only(svg_text), size)
-    except RenderError:
-        return None
-    if lines.shape != rgb.shape:
-        return None
-    ink = lines.min(axis=2) < 128
-    drawn = (rgb < 240).any(axis=2)
-    # The strokes must cover a real share of the drawing's outline, not a few details.
-    if ink.mean() < 0.01 or ink.mean() > 0.35:
-        return None
-    edge = drawn ^ np.roll(drawn, 1, 0) | drawn ^ np.roll(drawn, 1, 1)
-    near = np.zeros_like(ink)
-    for dy in (-2, 0, 2):
-        for dx in (-2, 0, 2):
-            near |= np.roll(np.roll(ink, dy, 0), dx, 1)
-    if (near[edge]).mean() < 0.5:
-        return None
-    return lines.min(axis=2, keepdims=True).repeat(3, 2)
-
-
 def xdog_lines(rgb: np.ndarray) -> np.ndarray:
-    from krita_alac.lines import extract_lines
+    from krita_alac.engine.lines import extract_lines
     rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
     return extract_lines(rgba, transparent=False)[..., :3]
 
