@@ -8,8 +8,11 @@ def main(argv=None):
     sub = p.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("data", help="render the public-domain training images")
     d.add_argument("--out", required=True)
-    d.add_argument("--size", type=int, default=320)
-    d.add_argument("--limit", type=int)
+    d.add_argument("--size", type=int, default=256, help="long side in px (a multiple of 64 for 'regions')")
+    d.add_argument("--sources", default="openclipart,tango,dicebear",
+                   help="comma-separated: openclipart, tango, dicebear")
+    d.add_argument("--limit", type=int, help="at most this many images per source")
+    d.add_argument("--dicebear", type=int, help="avatars per DiceBear style (default: artdata.build.DICEBEAR_COUNTS)")
     d.add_argument("--workers", type=int, default=2)
 
     r = sub.add_parser("regions", help="precompute hintauc region scribbles for a data folder")
@@ -23,7 +26,8 @@ def main(argv=None):
     t.add_argument("--minutes", type=float, help="stop (with a checkpoint) after this many minutes")
     for name, typ in (("size", int), ("batch", int), ("ngf", int), ("tunnel4_blocks", int), ("lr", float),
                       ("gan", float), ("seed", int), ("ckpt_minutes", float), ("log_every", int),
-                      ("sample_every", int), ("threads", int), ("init", str)):
+                      ("sample_every", int), ("threads", int), ("init", str), ("perceptual", float),
+                      ("perceptual_layers", str), ("perceptual_size", int)):
         t.add_argument("--" + name.replace("_", "-"), dest=name, type=typ)
 
     c = sub.add_parser("cycle", help="train or resume an unpaired CycleGAN run (sketch <-> color)")
@@ -51,7 +55,12 @@ def main(argv=None):
 
     if a.cmd == "data":
         from .data import build
-        m = build(a.out, a.size, a.limit, a.workers)
+        from artdata.build import DICEBEAR_COUNTS
+        counts = {k: a.dicebear for k in DICEBEAR_COUNTS} if a.dicebear is not None else None
+        m = build(a.out, a.size, [s for s in a.sources.split(",") if s], a.limit, a.workers, counts)
+        for name, s in m["sources"].items():
+            print(f"{name}: {s['images']} images ({s['with_exact_lines']} with exact line art), "
+                  f"dropped {s['rejected']}")
         print(f"{m['count']} images in {a.out} ({m['excluded_eval']} evaluation images left out)")
     elif a.cmd == "regions":
         from .regions import build as build_regions
@@ -59,7 +68,7 @@ def main(argv=None):
     elif a.cmd == "train":
         from .train import train
         keys = ("data", "size", "batch", "ngf", "tunnel4_blocks", "lr", "gan", "seed", "ckpt_minutes",
-                "log_every", "sample_every", "threads", "init")
+                "log_every", "sample_every", "threads", "init", "perceptual", "perceptual_layers", "perceptual_size")
         train(a.run, a.steps, {k: getattr(a, k) for k in keys}, a.minutes)
     elif a.cmd == "cycle":
         from dataclasses import fields
@@ -68,8 +77,8 @@ def main(argv=None):
                                      if f.name != "betas"}, a.minutes)
     elif a.cmd == "export":
         import os
-        from krita_alac.checkpoints import load_alacgan
-        from krita_alac.onnx_export import export_onnx
+        from krita_alac.convert.checkpoints import load_alacgan
+        from krita_alac.convert.onnx_export import export_onnx
         rep = export_onnx(load_alacgan(os.path.join(a.run, "last.pth"), None), a.output, fp16=a.fp16)
         print(f"wrote {rep.path} (onnxruntime vs torch max abs diff {rep.max_abs_diff:.2e})"
               + (f" and {rep.fp16_path}" if rep.fp16_path else ""))

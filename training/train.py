@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from krita_alac.alacgan import NetG
+from krita_alac.convert.alacgan import NetG
 
 
 @dataclass
@@ -42,7 +42,10 @@ class Config:
     log_every: int = 20
     sample_every: int = 500
     threads: int = 0           # torch intra-op threads; 0 = default
-    init: str = ""             # start from this checkpoint's generator weights (fine-tuning)
+    init: str = ""             # start from these generator weights (fine-tuning): a checkpoint or an exported .onnx
+    perceptual: float = 0.0    # weight of the VGG16 perceptual loss (training/perceptual.py); 0 = off
+    perceptual_layers: str = "relu1_2,relu2_2,relu3_3"
+    perceptual_size: int = 0   # compute it on the pair resized to this (cheaper on a CPU); 0 = crop size
 
 
 class Critic(nn.Module):
@@ -73,6 +76,9 @@ class Dataset:
                 if it.get("source") not in skip and os.path.basename(it.get("source", "")) not in skip]
         self.excluded = len(self.manifest["images"]) - len(keep)
         self.images = [np.asarray(Image.open(os.path.join(folder, it["file"])).convert("RGB")) for it in keep]
+        # Exact line art from the vector (artdata), where the manifest lists it.
+        self.lines = [np.asarray(Image.open(os.path.join(folder, it["lines"])).convert("L")) if it.get("lines")
+                      else None for it in keep]
         if not self.images:
             raise SystemExit(f"no training images in {folder}")
         from .regions import load
@@ -84,7 +90,7 @@ class Dataset:
         from .synth import sample
         rng = np.random.default_rng([cfg.seed, step])
         idx = rng.integers(0, len(self.images), cfg.batch)
-        s, h, t = zip(*(sample(self.images[i], cfg.size, rng, self.regions[i]) for i in idx))
+        s, h, t = zip(*(sample(self.images[i], cfg.size, rng, self.regions[i], self.lines[i]) for i in idx))
         return tuple(torch.from_numpy(np.stack(x)) for x in (s, h, t))
 
 
@@ -165,13 +171,24 @@ def train(run: str, steps: int, overrides: dict, minutes: float | None = None) -
         torch.set_rng_state(ck["torch_rng"])
         step = int(ck["step"])
         print(f"resumed {run} at step {step}", flush=True)
+    elif cfg.init and cfg.init.lower().endswith(".onnx"):
+        from .onnx_init import max_diff_vs_onnx, netg_state_from_onnx
+        g.load_state_dict(netg_state_from_onnx(cfg.init, cfg.ngf, cfg.tunnel4_blocks))
+        diff = max_diff_vs_onnx(g, cfg.init)
+        if diff > 1e-4:
+            raise SystemExit(f"{cfg.init}: the loaded generator differs from ONNX Runtime by {diff:.2e}")
+        print(f"started from the weights of {cfg.init} (torch vs ONNX Runtime {diff:.1e})", flush=True)
     elif cfg.init:
-        from krita_alac.checkpoints import check_state_dict, read_tensors, strip_prefix
+        from krita_alac.convert.checkpoints import check_state_dict, read_tensors, strip_prefix
         sd = strip_prefix(read_tensors(cfg.init))
         check_state_dict(g.state_dict(), sd, os.path.basename(cfg.init))
         g.load_state_dict(sd)
         print(f"started from the weights of {cfg.init}", flush=True)
     os.makedirs(os.path.join(run, "samples"), exist_ok=True)
+    perc = None
+    if cfg.perceptual > 0:
+        from .perceptual import PerceptualLoss
+        perc = PerceptualLoss(tuple(cfg.perceptual_layers.split(",")))
 
     def checkpoint():
         ck = {"step": step, "state_dictG": g.state_dict(), "optimizerG": opt_g.state_dict(),
@@ -198,6 +215,14 @@ def train(run: str, steps: int, overrides: dict, minutes: float | None = None) -
             l1 = F.l1_loss(out, target)
             loss = l1
             rec = {"step": step + 1, "l1": round(l1.item(), 5)}
+            if perc is not None:
+                o, t = out, target
+                if cfg.perceptual_size and cfg.perceptual_size != cfg.size:
+                    o = F.interpolate(o, size=cfg.perceptual_size, mode="bilinear", align_corners=False, antialias=True)
+                    t = F.interpolate(t, size=cfg.perceptual_size, mode="bilinear", align_corners=False, antialias=True)
+                lp = perc(o, t)
+                loss = loss + cfg.perceptual * lp
+                rec["perc"] = round(lp.item(), 5)
             if d is not None:
                 # Critic step (WGAN-GP), then the generator's adversarial term.
                 fake = out.detach()
@@ -210,7 +235,7 @@ def train(run: str, steps: int, overrides: dict, minutes: float | None = None) -
                 loss_d.backward()
                 opt_d.step()
                 adv = -d(sketch, out).mean()
-                loss = l1 + cfg.gan * adv
+                loss = loss + cfg.gan * adv
                 rec.update(d=round(loss_d.item(), 4), adv=round(adv.item(), 4))
             opt_g.zero_grad(set_to_none=True)
             loss.backward()

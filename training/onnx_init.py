@@ -1,0 +1,92 @@
+"""Generator weights from an exported AlacGAN ONNX file (e.g. the shipped alac-open).
+
+The export (krita_alac.convert.onnx_export) runs `SplitAlacGAN`, which cuts
+every convolution over a concatenation of a sketch-only and a hint-dependent
+tensor into two convolutions, and names the initializers after the split
+module's parameters: "enc/split.<name>" and "dec/split.<name>".  To invert
+that without restating the split layout here, each NetG element is tagged with
+its own flat index (exact in float32 below 2**24), a SplitAlacGAN is built from
+the tagged net, and each split tensor then says, element by element, which NetG
+element it holds.  Every NetG element must be found, with one value, and every
+shape must match; afterwards the torch model is checked against ONNX Runtime.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from krita_alac.convert.alacgan import AlacGAN, NetG, SplitAlacGAN
+
+PREFIXES = ("enc/split.", "dec/split.")
+
+
+def onnx_initializers(path: str) -> dict:
+    import onnx
+    from onnx import numpy_helper
+    m = onnx.load(path)
+    out = {}
+    for t in m.graph.initializer:
+        for p in PREFIXES:
+            if t.name.startswith(p):
+                out[t.name[len(p):]] = numpy_helper.to_array(t)
+    return out
+
+
+def netg_state_from_onnx(path: str, ngf: int, tunnel4_blocks: int) -> dict:
+    """A NetG(ngf, feat_channels=0, tunnel4_blocks) state dict from an exported ONNX file."""
+    inits = onnx_initializers(path)
+    g = NetG(ngf=ngf, feat_channels=0, tunnel4_blocks=tunnel4_blocks)
+    sd = g.state_dict()
+    total = sum(v.numel() for v in sd.values())
+    if total >= 2 ** 24:
+        raise ValueError("model too large for float32 index tagging")
+    tagged, start = {}, 0
+    for k, v in sd.items():
+        tagged[k] = torch.arange(start, start + v.numel(), dtype=torch.float32).view(v.shape)
+        start += v.numel()
+    g.load_state_dict(tagged)
+    split = SplitAlacGAN(AlacGAN(g, None)).state_dict()
+    extra = sorted(set(inits) - set(split))
+    if extra:
+        raise ValueError(f"{path}: weights the model has no place for (another ngf or block count?): "
+                         f"{', '.join(extra[:3])}{' …' if len(extra) > 3 else ''}")
+    flat = np.full(total, np.nan, np.float64)
+    for name, idx in split.items():
+        if name not in inits:
+            raise ValueError(f"{path}: no initializer for split.{name} (ngf {ngf}, {tunnel4_blocks} "
+                             "tunnel4 blocks, no local features expected)")
+        arr = inits[name]
+        if tuple(arr.shape) != tuple(idx.shape):
+            raise ValueError(f"{path}: split.{name} has shape {tuple(arr.shape)}, the model needs {tuple(idx.shape)}")
+        pos = idx.numpy().astype(np.int64).ravel()
+        vals = arr.astype(np.float64).ravel()
+        seen = ~np.isnan(flat[pos])
+        if seen.any() and not np.array_equal(flat[pos][seen], vals[seen]):
+            raise ValueError(f"{path}: split.{name} disagrees with another copy of the same weights")
+        flat[pos] = vals
+    if np.isnan(flat).any():
+        raise ValueError(f"{path}: {int(np.isnan(flat).sum())} generator weights are not in the file")
+    out, start = {}, 0
+    for k, v in sd.items():
+        out[k] = torch.from_numpy(flat[start:start + v.numel()].astype(np.float32)).view(v.shape)
+        start += v.numel()
+    return out
+
+
+def max_diff_vs_onnx(g: NetG, path: str, h: int = 96, w: int = 128, seed: int = 0) -> float:
+    """Largest |torch - ONNX Runtime| of the generator on a random sketch and hint."""
+    import onnxruntime as ort
+    rng = np.random.default_rng(seed)
+    sketch = rng.uniform(-1, 1, (1, 1, h, w)).astype(np.float32)
+    hint = np.zeros((1, 4, h // 4, w // 4), np.float32)
+    mask = rng.random((h // 4, w // 4)) < 0.2
+    hint[0, :3] = rng.uniform(-1, 1, (3, h // 4, w // 4)) * mask
+    hint[0, 3] = mask
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    ref = sess.run(["color"], {"sketch": sketch, "hint": hint})[0]
+    with torch.no_grad():
+        was = g.training
+        g.eval()
+        out = g(torch.from_numpy(sketch), torch.from_numpy(hint), None).numpy()
+        g.train(was)
+    return float(np.abs(out - ref).max())
