@@ -8,6 +8,9 @@ Layout (what Krita's importer looks for):
   krita_alac/                 explicit directory entry: the importer finds the
   krita_alac/__init__.py      package by its "krita_alac/" entry, then copies it
   krita_alac/*.py, Manual.html, LICENSE
+  krita_alac/plugin/          runs in Krita's Python (krita, PyQt5)
+  krita_alac/engine/          runs in the worker's Python (numpy, scipy, ONNX Runtime)
+  krita_alac/convert/         torch-only: loaded by the worker only for .pth models
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import zipfile
 ROOT = os.path.dirname(os.path.abspath(__file__))
 PACKAGE = "krita_alac"
 PACKAGE_FILES = (".py", ".html")   # what goes into the package folder besides LICENSE and the .action
+ROOMS = ("plugin", "engine", "convert")   # sub-packages: the plugin and everything its worker runs
 
 
 def version() -> str:
@@ -27,10 +31,13 @@ def version() -> str:
 
 
 def package_files() -> list:
-    folder = os.path.join(ROOT, PACKAGE)
-    names = sorted(n for n in os.listdir(folder)
-                   if n.endswith(PACKAGE_FILES) and os.path.isfile(os.path.join(folder, n)))
-    return [os.path.join(PACKAGE, n) for n in names]
+    out = []
+    for sub in ("", *ROOMS):
+        folder = os.path.join(ROOT, PACKAGE, sub)
+        names = sorted(n for n in os.listdir(folder)
+                       if n.endswith(PACKAGE_FILES) and os.path.isfile(os.path.join(folder, n)))
+        out += [os.path.join(PACKAGE, sub, n) if sub else os.path.join(PACKAGE, n) for n in names]
+    return out
 
 
 MODEL_FILES = (".json", ".onnx", ".md")   # what a bundled model folder ships
@@ -72,6 +79,8 @@ def build(out_dir: str | None = None) -> str:
         _add_file(z, os.path.join(ROOT, f"{PACKAGE}.desktop"), f"{PACKAGE}.desktop")
         _add_file(z, os.path.join(ROOT, PACKAGE, f"{PACKAGE}.action"), f"{PACKAGE}.action")
         _add_dir(z, PACKAGE)
+        for sub in ROOMS:
+            _add_dir(z, f"{PACKAGE}/{sub}")
         for rel in package_files():
             _add_file(z, os.path.join(ROOT, rel), rel.replace(os.sep, "/"))
         models = bundled_model_files()

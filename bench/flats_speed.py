@@ -13,7 +13,7 @@ import sys
 CHILD = """
 import sys, time
 import numpy as np
-from krita_alac.flats import compute_flats
+from krita_alac.engine.flats import compute_flats
 n, strokes = int(sys.argv[1]), int(sys.argv[2])
 rng = np.random.default_rng(0)
 lines = np.zeros((n, n, 4), np.uint8)

@@ -26,7 +26,7 @@ def score(pred_ink, true_ink, tol):
 
 def main(argv=None):
     from PIL import Image
-    from krita_alac.lines import extract_lines
+    from krita_alac.engine.lines import extract_lines
     p = argparse.ArgumentParser(prog="python -m bench.lines_quality")
     p.add_argument("--data", required=True)
     p.add_argument("--tolerance", type=float, default=2.0)
@@ -41,7 +41,7 @@ def main(argv=None):
         rgb = np.array(Image.open(os.path.join(a.data, it["name"] + ".png")).convert("RGBA"))
         true_ink = np.array(Image.open(os.path.join(a.data, it["name"] + "_lines.png")).convert("L")) < 128
         if a.method == "neural":
-            from krita_alac.image2image import neural_lines
+            from krita_alac.engine.image2image import neural_lines
             out = neural_lines(rgb, a.model)
         else:
             out = extract_lines(rgb, thickness=a.thickness)

@@ -12,7 +12,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench.lines_speed")
     p.add_argument("--size", type=int, default=4096)
     n = p.parse_args(argv).size
-    from krita_alac.lines import extract_lines
+    from krita_alac.engine.lines import extract_lines
     rng = np.random.default_rng(0)
     pic = np.full((n, n, 4), 255, np.uint8)
     yy, xx = np.ogrid[:n, :n]

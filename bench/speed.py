@@ -24,8 +24,8 @@ GFLOP_512 = 139.0  # multiply-adds x2 of the full 512x512 graph
 
 def build_model(folder):
     import torch
-    from krita_alac.alacgan import AlacGAN, LocalFeatures, NetG
-    from krita_alac.onnx_export import export_onnx
+    from krita_alac.convert.alacgan import AlacGAN, LocalFeatures, NetG
+    from krita_alac.convert.onnx_export import export_onnx
     torch.manual_seed(0)
     model = AlacGAN(NetG(), LocalFeatures()).eval()
     path = os.path.join(folder, "bench.onnx")
@@ -41,8 +41,8 @@ def timed(fn):
 
 def bench_size(model, path, size, reps):
     import torch
-    from krita_alac.onnx_export import random_inputs
-    from krita_alac.runtime import OnnxColorizer
+    from krita_alac.convert.onnx_export import random_inputs
+    from krita_alac.engine.runtime import OnnxColorizer
     ort = OnnxColorizer(path, device="cpu")
     sketch, hint = random_inputs(size, size, seed=1)
     _, hint2 = random_inputs(size, size, seed=2)
@@ -69,8 +69,8 @@ def bench_size(model, path, size, reps):
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the forking parent.
 PEAK_CODE = """
 import sys
-from krita_alac.runtime import OnnxColorizer
-from krita_alac.onnx_export import random_inputs
+from krita_alac.engine.runtime import OnnxColorizer
+from krita_alac.convert.onnx_export import random_inputs
 c = OnnxColorizer(sys.argv[1], device="cpu")
 s, h = random_inputs(512, 512, seed=1)
 c.run(s, h)

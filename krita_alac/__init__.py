@@ -1,8 +1,12 @@
 """krita_alac: colorize line art from color hints, in Krita or on the command line.
 
-The engine modules (alacgan, checkpoints, onnx_export, runtime, imaging,
-flats, engines, worker, store) import neither Krita nor Qt.  Inside Krita this
-package also registers the Colorize docker and its actions.
+Three rooms:
+  plugin/   Krita and Qt only (the docker, layer I/O, the worker client)
+  engine/   numpy, scipy, ONNX Runtime (flats, runtimes, registry, worker, CLI)
+  convert/  torch only (networks, checkpoints, ONNX export)
+Data flows one way: Krita layer -> bytes -> worker -> engine -> bytes -> Krita
+layer.  Inside Krita this package also registers the Colorize docker and its
+actions; elsewhere `import krita_alac` imports nothing heavy.
 """
 __version__ = "0.1.0"
 
@@ -11,7 +15,7 @@ def colorize(document, line_layer, hint_layer=None, engine="auto", wait=True, **
     """Colorize `line_layer` of `document` in Krita; returns the result node.
 
     The same code path as the docker's Colorize button (Krita only)."""
-    from .krita_api import colorize as _colorize
+    from .plugin.krita_api import colorize as _colorize
     return _colorize(document, line_layer, hint_layer, engine=engine, wait=wait, **options)
 
 
@@ -21,7 +25,7 @@ def extract_lines(document, layer, thickness=1.0, wait=True, **options):
 
     The same code path as the docker's Extract line art button (Krita only).
     Options: timeout (seconds), force (skip the size limit), client."""
-    from .krita_api import extract_lines as _extract_lines
+    from .plugin.krita_api import extract_lines as _extract_lines
     return _extract_lines(document, layer, thickness=thickness, wait=wait, **options)
 
 
@@ -35,6 +39,6 @@ def _in_krita():
 
 
 if _in_krita():
-    from . import extension  # noqa: E402
+    from .plugin import extension  # noqa: E402
 
     extension.register()

@@ -7,8 +7,8 @@ import re
 import sys
 import urllib.parse
 
-from krita_alac import store
-from krita_alac.errors import UserError
+from krita_alac.engine import store
+from krita_alac.engine.errors import UserError
 
 from .fetch import FetchOptions
 from .install import Options, Plan, install

@@ -4,9 +4,9 @@ from __future__ import annotations
 import os
 import sys
 
-from krita_alac.checkpoints import load_alacgan
-from krita_alac.errors import UserError
-from krita_alac.onnx_export import export_onnx
+from krita_alac.convert.checkpoints import load_alacgan
+from krita_alac.engine.errors import UserError
+from krita_alac.convert.onnx_export import export_onnx
 
 ONNX_NAME = "model.onnx"
 # ONNX Runtime and PyTorch agree to ~1e-5 on a sound export; colors live in [-1, 1].

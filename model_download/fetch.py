@@ -21,8 +21,9 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 
-from krita_alac import __version__, store
-from krita_alac.errors import UserError
+from krita_alac import __version__
+from krita_alac.engine import store
+from krita_alac.engine.errors import UserError
 
 from .progress import Progress, human_bytes
 from .urls import check_url, is_loopback

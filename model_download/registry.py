@@ -11,8 +11,8 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from krita_alac import store
-from krita_alac.errors import UserError
+from krita_alac.engine import store
+from krita_alac.engine.errors import UserError
 
 from .urls import check_url
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import ipaddress
 import urllib.parse
 
-from krita_alac.errors import UserError
+from krita_alac.engine.errors import UserError
 
 LOOPBACK_NAMES = ("localhost",)
 

@@ -39,14 +39,14 @@ def official_ckpt(reference, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def reference_model(official_ckpt):
-    from krita_alac.checkpoints import load_alacgan
+    from krita_alac.convert.checkpoints import load_alacgan
     return load_alacgan(*official_ckpt)
 
 
 @pytest.fixture(scope="session")
 def reference_onnx(reference_model, tmp_path_factory):
     """The reference model exported once (fp32 and fp16) for the whole session."""
-    from krita_alac.onnx_export import export_onnx
+    from krita_alac.convert.onnx_export import export_onnx
     path = str(tmp_path_factory.mktemp("onnx") / "ref.onnx")
     report = export_onnx(reference_model, path, fp16=True, check=True)
     return report

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from krita_alac.cli import main
-from krita_alac.imaging import Geometry, geometry, prepare_hints, prepare_sketch, to_rgba
+from krita_alac.engine.cli import main
+from krita_alac.engine.imaging import Geometry, geometry, prepare_hints, prepare_sketch, to_rgba
 
 RED = (255, 0, 0)
 
@@ -120,7 +120,7 @@ def test_colorize_with_onnx_model_and_raw(tmp_path, capsys, reference, reference
                            "-o", out, "--raw")
     assert code == 0, err
     assert "onnxruntime · CPU" in o
-    from krita_alac.runtime import OnnxColorizer
+    from krita_alac.engine.runtime import OnnxColorizer
     g = geometry(512, 512, 512, raw=True)
     net = OnnxColorizer(reference_onnx.path, "cpu").run(prepare_sketch(lines, g), prepare_hints(hints, g))
     want = np.clip((net[0].transpose(1, 2, 0) + 1) * 127.5 + 0.5, 0, 255).astype(np.uint8)
@@ -223,7 +223,7 @@ def test_console_entry_point_and_module(tmp_path, store_home):
 
 def test_cli_does_not_import_torch_for_flats(tmp_path, store_home):
     lines, hints = lines_and_hints(tmp_path)
-    code = ("import sys; from krita_alac.cli import main; "
+    code = ("import sys; from krita_alac.engine.cli import main; "
             f"rc = main(['flats', {lines!r}, '--hints', {hints!r}, '-o', {str(tmp_path / 'o.png')!r}]); "
             "print('torch' in sys.modules, rc)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -231,7 +231,7 @@ def test_cli_does_not_import_torch_for_flats(tmp_path, store_home):
 
 
 def test_hint_free_and_neural_line_models_through_the_command(tmp_path, capsys, store_home):
-    from krita_alac.cyclegan import ResnetGenerator, UResGenerator, save_generator
+    from krita_alac.convert.cyclegan import ResnetGenerator, UResGenerator, save_generator
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
     save_generator(UResGenerator(1, 3, ngf=4, n_down=3, n_blocks=1), str(tmp_path / "latest_net_G_A.pth"))

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from krita_alac.cyclegan import (ResnetGenerator, UResGenerator, generator_from_state_dict, load_generator,
+from krita_alac.convert.cyclegan import (ResnetGenerator, UResGenerator, generator_from_state_dict, load_generator,
                                  save_generator)
-from krita_alac.cyclegan_export import META_DIRECTION, export_onnx
-from krita_alac.errors import UserError
-from krita_alac.image2image import OnnxImage2Image, auto_colors, load_image2image, neural_lines
+from krita_alac.convert.cyclegan_export import META_DIRECTION, export_onnx
+from krita_alac.engine.errors import UserError
+from krita_alac.engine.image2image import OnnxImage2Image, auto_colors, load_image2image, neural_lines
 
 
 def _same(a, b, x):
@@ -235,7 +235,7 @@ def test_bad_inputs(ckpts, exported, tmp_path):
 
 
 def test_export_command(ckpts, tmp_path, capsys):
-    from krita_alac.cyclegan_export import main
+    from krita_alac.convert.cyclegan_export import main
     d, _, _ = ckpts
     assert main([str(d / "latest_net_G_B.pth"), "-o", str(tmp_path / "l.onnx"), "--no-check", "--fp16"]) == 0
     assert "color2sketch" in capsys.readouterr().out

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from conftest import reference_output
-from krita_alac.checkpoints import load_alacgan, load_generator, load_local_features
-from krita_alac.errors import UserError
-from krita_alac.onnx_export import random_inputs
-from krita_alac.runtime import OnnxColorizer, TorchColorizer, choose_providers
+from krita_alac.convert.checkpoints import load_alacgan, load_generator, load_local_features
+from krita_alac.engine.errors import UserError
+from krita_alac.convert.onnx_export import random_inputs
+from krita_alac.engine.runtime import OnnxColorizer, TorchColorizer, choose_providers
 
 TOL = 1e-4
 
@@ -186,7 +186,7 @@ def test_provider_order_puts_cpu_last():
 
 
 def test_gpu_provider_failure_falls_back_to_cpu(reference_onnx, monkeypatch):
-    import krita_alac.runtime as rt
+    import krita_alac.engine.runtime as rt
     real = rt.OrtSessions._session
 
     def fake_session(self, blob, providers):
@@ -203,7 +203,7 @@ def test_gpu_provider_failure_falls_back_to_cpu(reference_onnx, monkeypatch):
 
 
 def test_gpu_run_failure_retries_on_cpu(reference_onnx, monkeypatch):
-    import krita_alac.runtime as rt
+    import krita_alac.engine.runtime as rt
     c = rt.OnnxColorizer(reference_onnx.path, device="cpu")
     sketch, hint = random_inputs(64, 64, seed=1)
     want = c.run(sketch, hint)
@@ -220,8 +220,8 @@ def test_gpu_run_failure_retries_on_cpu(reference_onnx, monkeypatch):
 
 
 def test_engines_reuse_sketch_features_while_only_hints_change(reference_onnx, store_home):
-    from krita_alac.engines import Engines
-    from krita_alac.request import ColorizeRequest
+    from krita_alac.engine.registry import Engines
+    from krita_alac.engine.request import ColorizeRequest
     lines = np.zeros((96, 128, 4), np.uint8)
     lines[40:44] = (0, 0, 0, 255)
     hints = np.zeros((96, 128, 4), np.uint8)

@@ -15,7 +15,7 @@ QT_PYTHON = "/usr/bin/python3"
 DRIVER = r"""
 import json, sys
 from PyQt5.QtCore import QCoreApplication, QTimer
-from krita_alac import env_setup
+from krita_alac.plugin import env_setup
 app = QCoreApplication([])
 base, folder = sys.argv[1], sys.argv[2]
 s = env_setup.EnvSetup(base, folder, flavour="gpu", pip_extra=["--no-index"])

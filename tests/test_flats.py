@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from krita_alac.errors import UserError
-from krita_alac.flats import compute_flats, dilate_disk, estimate_line_width
+from krita_alac.engine.errors import UserError
+from krita_alac.engine.flats import compute_flats, dilate_disk, estimate_line_width
 
 RED, GREEN, BLUE, YELLOW = (230, 20, 20), (20, 200, 40), (30, 40, 220), (240, 220, 0)
 

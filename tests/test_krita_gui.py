@@ -62,7 +62,7 @@ def test_gui_probe_completed(gui_facts):
 
 def test_docker_defaults(gui_facts):
     assert gui_facts["docker_found"]
-    assert gui_facts["plugin_module"].endswith(os.path.join("pykrita", "krita_alac", "docker.py"))
+    assert gui_facts["plugin_module"].endswith(os.path.join("pykrita", "krita_alac", "plugin", "docker.py"))
     assert gui_facts["line_choice"] == "Lines"         # the active layer
     assert gui_facts["hint_choice"] == "Hints"         # the layer named Hints
     assert gui_facts["engines"][0].startswith("Flats")

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from krita_alac.cli import main
-from krita_alac.errors import UserError
-from krita_alac.lines import extract_lines
+from krita_alac.engine.cli import main
+from krita_alac.engine.errors import UserError
+from krita_alac.engine.lines import extract_lines
 
 
 def shapes(h=200, w=300):

@@ -16,8 +16,8 @@ import time
 import numpy as np
 import pytest
 
-from krita_alac import store
-from krita_alac.onnx_export import ExportReport
+from krita_alac.engine import store
+from krita_alac.convert.onnx_export import ExportReport
 from model_download import convert as converter
 from model_download.cli import main
 from model_download.fetch import FetchOptions, fetch
@@ -382,7 +382,7 @@ def test_not_yet_available_model(home, tmp_path, capsys):
 
 
 def test_registry_lists_the_bundled_open_weights(home, capsys, monkeypatch):
-    from krita_alac import store as st
+    from krita_alac.engine import store as st
     monkeypatch.setenv("KRITA_ALAC_BUNDLED", st.BUNDLED_DIR)
     code, out, _ = run(capsys, "--list")
     assert code == 0 and any(line.split()[:2] == ["alac-open", "bundled"] for line in out.splitlines()), out
@@ -455,10 +455,10 @@ def test_http_to_other_hosts_rejected(home, server, capsys):
 # --- local files -> store -> engine -------------------------------------------------------
 
 def test_local_conversion_is_listed_and_runs(local_install, monkeypatch):
-    from krita_alac.engines import Engines
-    from krita_alac.imaging import geometry, prepare_hints, prepare_sketch, to_rgba
-    from krita_alac.request import ColorizeRequest
-    from krita_alac.runtime import OnnxColorizer
+    from krita_alac.engine.registry import Engines
+    from krita_alac.engine.imaging import geometry, prepare_hints, prepare_sketch, to_rgba
+    from krita_alac.engine.request import ColorizeRequest
+    from krita_alac.engine.runtime import OnnxColorizer
 
     home, _ = local_install
     monkeypatch.setenv("KRITA_ALAC_HOME", str(home))

@@ -5,11 +5,11 @@ import os
 import numpy as np
 import pytest
 
-from krita_alac import store
-from krita_alac.engines import Engines, resolve
-from krita_alac.flats import compute_flats
-from krita_alac.imaging import read_rgba
-from krita_alac.request import ColorizeRequest
+from krita_alac.engine import store
+from krita_alac.engine.registry import Engines, resolve
+from krita_alac.engine.flats import compute_flats
+from krita_alac.engine.imaging import read_rgba
+from krita_alac.engine.request import ColorizeRequest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FOLDER = os.path.join(store.BUNDLED_DIR, "alac-open")

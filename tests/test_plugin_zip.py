@@ -46,13 +46,18 @@ def test_zip_entries(plugin_zip):
     names = zipfile.ZipFile(plugin_zip).namelist()
     assert "krita_alac.desktop" in names and "krita_alac.action" in names
     assert "krita_alac/" in names, "the importer needs an explicit directory entry"
-    for required in ("__init__.py", "extension.py", "docker.py", "worker.py", "worker_client.py", "krita_io.py",
-                     "krita_api.py", "engines.py", "flats.py", "Manual.html", "LICENSE"):
+    for required in ("__init__.py", "plugin/extension.py", "plugin/docker.py", "engine/worker.py",
+                     "plugin/worker_client.py", "plugin/krita_io.py", "plugin/krita_api.py", "engine/registry.py",
+                     "engine/flats.py", "convert/alacgan.py", "Manual.html", "LICENSE"):
         assert f"krita_alac/{required}" in names, required
+    for room in ("plugin", "engine", "convert"):
+        assert f"krita_alac/{room}/" in names and f"krita_alac/{room}/__init__.py" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc") or n.startswith("tests/")]
     # every .py of the package is shipped
     shipped = {n.split("/", 1)[1] for n in names if n.startswith("krita_alac/") and n.endswith(".py")}
-    assert shipped == {n for n in os.listdir(os.path.join(ROOT, "krita_alac")) if n.endswith(".py")}
+    pkg = os.path.join(ROOT, "krita_alac")
+    assert shipped == {os.path.relpath(os.path.join(d, n), pkg).replace(os.sep, "/")
+                       for d, _, files in os.walk(pkg) if "__pycache__" not in d for n in files if n.endswith(".py")}
 
 
 def test_desktop_file(plugin_zip):
@@ -73,7 +78,7 @@ def test_action_file(plugin_zip):
     assert actions["krita_alac_colorize"].findtext("shortcut") == "Ctrl+Shift+K"
     assert actions["krita_alac_extract_lines"].findtext("text") == "Extract Line Art"
     assert not actions["krita_alac_extract_lines"].findtext("shortcut")
-    from_ext = open(os.path.join(ROOT, "krita_alac", "extension.py")).read()
+    from_ext = open(os.path.join(ROOT, "krita_alac", "plugin", "extension.py")).read()
     assert 'ACTION_ID = "krita_alac_colorize"' in from_ext
     assert 'LINES_ACTION_ID = "krita_alac_extract_lines"' in from_ext
 
@@ -107,7 +112,7 @@ def test_bundled_open_weights_ship_in_the_zip_and_are_the_default(plugin_zip, tm
     pykrita = tmp_path / "pykrita"
     env = {k: v for k, v in os.environ.items() if k != "KRITA_ALAC_BUNDLED"}
     env.update(PYTHONPATH=str(pykrita), KRITA_ALAC_HOME=str(tmp_path / "empty_home"))
-    code = ("from krita_alac import store; m = store.default_model(); "
+    code = ("from krita_alac.engine import store; m = store.default_model(); "
             "print(m.id, m.bundled, m.folder, m.meta['snap'], m.onnx.endswith('alac-open.onnx'))")
     r = subprocess.run([sys.executable, "-c", code], cwd=str(tmp_path), env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from krita_alac import store
-from krita_alac.errors import UserError
+from krita_alac.engine import store
+from krita_alac.engine.errors import UserError
 
 
 def make_model(root, model_id, **meta):

@@ -65,7 +65,7 @@ def test_resume_is_exact_and_checkpoint_loads_in_engine(tmp_path):
     assert [r["step"] for r in logs] == [1, 2, 3, 4] and all(r["l1"] > 0 for r in logs)
     assert os.path.isfile(tmp_path / "a" / "samples" / "0000004.png")
     # The engine reads the training checkpoint as it is: no local features needed.
-    from krita_alac.checkpoints import load_alacgan
+    from krita_alac.convert.checkpoints import load_alacgan
     m = load_alacgan(str(tmp_path / "a" / "last.pth"), None)
     assert m.local is None and m.netg.ngf == 32
     with torch.no_grad():
@@ -74,9 +74,9 @@ def test_resume_is_exact_and_checkpoint_loads_in_engine(tmp_path):
 
 
 def test_model_without_local_features_exports_with_the_same_interface(tmp_path):
-    from krita_alac.alacgan import AlacGAN, NetG
-    from krita_alac.onnx_export import export_onnx, random_inputs
-    from krita_alac.runtime import OnnxColorizer, TorchColorizer
+    from krita_alac.convert.alacgan import AlacGAN, NetG
+    from krita_alac.convert.onnx_export import export_onnx, random_inputs
+    from krita_alac.engine.runtime import OnnxColorizer, TorchColorizer
     torch.manual_seed(0)
     model = AlacGAN(NetG(ngf=32, feat_channels=0, tunnel4_blocks=1), None).eval()
     rep = export_onnx(model, str(tmp_path / "small.onnx"))
@@ -152,6 +152,6 @@ def test_init_starts_a_run_from_another_runs_weights(tmp_path):
     b = torch.load(tmp_path / "b" / "last.pth", weights_only=True)
     assert b["step"] == 0 and all(torch.equal(v, b["state_dictG"][k]) for k, v in a.items())
     import pytest
-    from krita_alac.errors import UserError
+    from krita_alac.engine.errors import UserError
     with pytest.raises(UserError, match="does not fit the model"):
         train(str(tmp_path / "c"), 0, dict(opts, ngf=64, init=str(tmp_path / "a" / "last.pth")))

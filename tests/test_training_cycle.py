@@ -97,8 +97,8 @@ def test_ctrl_c_stops_after_the_step_and_resumes_exactly(straight, data, tmp_pat
 
 
 def test_engine_runs_the_generators(straight):
-    from krita_alac.cyclegan import UResGenerator, load_generator
-    from krita_alac.image2image import auto_colors, neural_lines
+    from krita_alac.convert.cyclegan import UResGenerator, load_generator
+    from krita_alac.engine.image2image import auto_colors, neural_lines
     g_a = load_generator(os.path.join(straight, "latest_net_G_A.pth"))
     g_b = load_generator(os.path.join(straight, "latest_net_G_B.pth"))
     assert isinstance(g_a, UResGenerator) and (g_a.in_nc, g_a.out_nc, g_a.ngf, g_a.n_down) == (1, 3, 4, 3)
@@ -114,8 +114,8 @@ def test_engine_runs_the_generators(straight):
 
 
 def test_cli_with_resnet_color_to_sketch(data, tmp_path):
-    from krita_alac.cyclegan import ResnetGenerator, load_generator
-    from krita_alac.image2image import neural_lines
+    from krita_alac.convert.cyclegan import ResnetGenerator, load_generator
+    from krita_alac.engine.image2image import neural_lines
     from training.__main__ import main
     run = str(tmp_path / "cli")
     assert main(["cycle", run, "--data", data, "--steps", "1", "--size", "32", "--batch", "1", "--ngf", "4",

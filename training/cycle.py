@@ -24,7 +24,7 @@ A run lives in one folder:
                          ckpt_minutes, log_every, sample_every, threads may change)
   last.pth               everything needed to resume exactly: step, G_A, G_B,
                          D_A, D_B, both optimizers, both history pools, torch RNG
-  latest_net_G_A.pth     sketch -> color, a plain state dict (krita_alac.cyclegan),
+  latest_net_G_A.pth     sketch -> color, a plain state dict (krita_alac.convert.cyclegan),
   latest_net_G_B.pth     color -> sketch; both load in the engine as they are
                          (image2image.auto_colors / neural_lines, cyclegan_export)
   log.jsonl              one line per logged step: losses, lr, images/s
@@ -48,7 +48,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from krita_alac.cyclegan import ResnetGenerator, UResGenerator, save_generator
+from krita_alac.convert.cyclegan import ResnetGenerator, UResGenerator, save_generator
 
 from .synth import LUMA, line_art, random_view
 from .train import Dataset, _atomic_save, run_config

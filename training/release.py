@@ -17,8 +17,8 @@ DEFAULT_OUT = os.path.join(ROOT, "krita_alac", "models", MODEL_ID)
 
 def release(run: str, out: str | None = None) -> str:
     import torch
-    from krita_alac.checkpoints import load_alacgan
-    from krita_alac.onnx_export import export_onnx
+    from krita_alac.convert.checkpoints import load_alacgan
+    from krita_alac.convert.onnx_export import export_onnx
     out = out or DEFAULT_OUT
     os.makedirs(out, exist_ok=True)
     ckpt = os.path.join(run, "last.pth")

@@ -12,9 +12,9 @@ import os
 
 import numpy as np
 
-from krita_alac.engines import Engines
-from krita_alac.errors import UserError
-from krita_alac.request import ColorizeRequest
+from krita_alac.engine.registry import Engines
+from krita_alac.engine.errors import UserError
+from krita_alac.engine.request import ColorizeRequest
 
 METRICS = ("mse", "psnr", "ssim")   # the perceptual ones need weights from model hubs
 

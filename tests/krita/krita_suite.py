@@ -20,8 +20,8 @@ from krita import Krita, Selection
 from PyQt5.QtCore import QByteArray, QElapsedTimer, QEventLoop, QTimer
 
 import krita_alac
-from krita_alac import krita_api, krita_io, settings, worker_client
-from krita_alac.errors import UserError
+from krita_alac.plugin import krita_api, krita_io, settings, worker_client
+from krita_alac.engine.errors import UserError
 
 INK = b"\x00\x00\x00\xff"
 RED = (230, 40, 30)      # RGB

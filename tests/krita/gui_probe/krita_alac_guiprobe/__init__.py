@@ -87,7 +87,7 @@ class Probe:
         facts["docker_found"] = dock is not None
         dock.show()
         dock.raise_()
-        from krita_alac import docker
+        from krita_alac.plugin import docker
         self.docker = docker.current_docker()
         facts["plugin_module"] = docker.__file__
         self.step("inspect", self.inspect, 2000)
@@ -212,7 +212,7 @@ class Probe:
         QTimer.singleShot(500, press)
 
     def result_id(self):
-        from krita_alac import krita_api
+        from krita_alac.plugin import krita_api
         rec = krita_api.load_records(self.doc).get(self.lines.uniqueId().toString(), {})
         return rec.get("result")
 

@@ -8,6 +8,3 @@ without a traceback and exits non-zero, the docker shows it in its status line.
 class UserError(Exception):
     pass
 
-
-class Cancelled(Exception):
-    """A run was cancelled by the user."""

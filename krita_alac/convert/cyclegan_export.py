@@ -4,7 +4,7 @@ H and W are dynamic multiples of 2**n_down.  The metadata records the kind of
 generator, the size multiple and the direction ("sketch2color" or
 "color2sketch"), which the runtime (image2image.py) reads back.
 
-    python -m krita_alac.cyclegan_export latest_net_G_B.pth -o lines.onnx --direction color2sketch
+    python -m krita_alac.convert.cyclegan_export latest_net_G_B.pth -o lines.onnx --direction color2sketch
 """
 from __future__ import annotations
 
@@ -17,12 +17,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import UserError
-from .onnx_export import META_KIND, META_MULTIPLE, _export, _save_atomic, fp16_path
+from ..engine.errors import UserError
+from ..engine.limits import MAX_CANVAS_SIDE
+from ..engine.modelmeta import META_DIRECTION, META_KIND, META_MULTIPLE  # noqa: F401  (re-exported)
+from .onnx_export import export_graph, fp16_path, save_atomic
 
-META_DIRECTION = "krita_alac.direction"
 INPUT, OUTPUT = "image", "output"
-MAX_SIDE = 16384
 
 
 @dataclass
@@ -52,12 +52,12 @@ def build_graph(net, direction: str | None, half: bool = False):
     if half:
         net = copy.deepcopy(net).half()
     x = torch.zeros(1, net.in_nc, 2 * m, 3 * m, dtype=torch.float16 if half else torch.float32)
-    kh = torch.export.Dim("kh", min=1, max=MAX_SIDE // m)
-    kw = torch.export.Dim("kw", min=1, max=MAX_SIDE // m)
+    kh = torch.export.Dim("kh", min=1, max=MAX_CANVAS_SIDE // m)
+    kw = torch.export.Dim("kw", min=1, max=MAX_CANVAS_SIDE // m)
     dyn = ({2: kh * m if m > 1 else kh, 3: kw * m if m > 1 else kw},)
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
         p = os.path.join(tmp, "g.onnx")
-        _export(net, (x,), [INPUT], [OUTPUT], p, dyn)
+        export_graph(net, (x,), [INPUT], [OUTPUT], p, dyn)
         model = onnx.load(p)
     del model.metadata_props[:]
     meta = {META_KIND: net.kind, META_MULTIPLE: str(m)}
@@ -81,7 +81,7 @@ def export_onnx(net, path: str, direction: str | None = None, fp16: bool = False
     if not os.path.isdir(folder):
         raise UserError(f"output folder does not exist: {folder}")
     direction = direction or guess_direction(net)
-    _save_atomic(onnx, build_graph(net, direction), path)
+    save_atomic(onnx, build_graph(net, direction), path)
     report = CycleExportReport(path=path, direction=direction, max_abs_diff=None, check_shape=None)
     shape = check_shape_for(net.multiple, check_size)
     if check:
@@ -89,7 +89,7 @@ def export_onnx(net, path: str, direction: str | None = None, fp16: bool = False
         report.check_shape = shape
     if fp16:
         half = fp16_path(path)
-        _save_atomic(onnx, build_graph(net, direction, half=True), half)
+        save_atomic(onnx, build_graph(net, direction, half=True), half)
         report.fp16_path = half
         if check:
             try:
@@ -106,7 +106,7 @@ def random_image(c: int, h: int, w: int, seed: int | None = None) -> np.ndarray:
 def compare(net, path: str, shape=(96, 160)) -> float:
     """Max |ONNX Runtime (CPU) - PyTorch| on a fresh random image."""
     import torch
-    from .image2image import OnnxImage2Image
+    from ..engine.image2image import OnnxImage2Image
     x = random_image(net.in_nc, *shape)
     with torch.no_grad():
         ref = net.float()(torch.from_numpy(x)).numpy()
@@ -118,7 +118,7 @@ def compare(net, path: str, shape=(96, 160)) -> float:
 
 def main(argv=None) -> int:
     import argparse
-    p = argparse.ArgumentParser(prog="python -m krita_alac.cyclegan_export", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m krita_alac.convert.cyclegan_export", description=__doc__.split("\n")[0])
     p.add_argument("checkpoint", help="latest_net_G_A.pth / latest_net_G_B.pth (CycleGAN resnet or U-Net+ResBlock)")
     p.add_argument("-o", "--output", required=True, help="ONNX file to write")
     p.add_argument("--direction", choices=("sketch2color", "color2sketch"),

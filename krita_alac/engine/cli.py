@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 
-from . import __version__
+from .. import __version__
 from .errors import UserError
 
 PROG = "krita-alac"
@@ -99,8 +99,8 @@ def _check_output(path):
 
 
 def cmd_convert(args):
-    from .checkpoints import load_alacgan
-    from .onnx_export import export_onnx
+    from ..convert.checkpoints import load_alacgan
+    from ..convert.onnx_export import export_onnx
     _check_output(args.output)
     model = load_alacgan(args.netg, args.i2v)
     rep = export_onnx(model, args.output, fp16=args.fp16, check=not args.no_check)
@@ -113,7 +113,7 @@ def cmd_convert(args):
 
 
 def cmd_colorize(args):
-    from .engines import Engines
+    from .registry import Engines
     from .imaging import check_size, write_png
     from .request import ColorizeRequest
     check_size(args.size)

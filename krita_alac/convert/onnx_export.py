@@ -15,11 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import UserError
-
-META_CACHE = "krita_alac.cache_outputs"
-META_KIND = "krita_alac.kind"
-META_MULTIPLE = "krita_alac.size_multiple"
+from ..engine.errors import UserError
+from ..engine.modelmeta import META_CACHE, META_KIND, META_MULTIPLE  # noqa: F401  (re-exported)
 OPSET = 18
 
 
@@ -32,7 +29,7 @@ class ExportReport:
     fp16_max_abs_diff: float | None = None
 
 
-def _export(module, args, names_in, names_out, path, dynamic):
+def export_graph(module, args, names_in, names_out, path, dynamic):
     import torch
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -74,12 +71,12 @@ def build_graph(model, half: bool = False):
             torch.zeros(t, dtype=torch.float16) for t in _cache_shapes(split, 64, 96))
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
         ep, dp = os.path.join(tmp, "enc.onnx"), os.path.join(tmp, "dec.onnx")
-        _export(enc, (s,), ["sketch"], list(CACHE_NAMES), ep, {"sketch": _dims(1)})
+        export_graph(enc, (s,), ["sketch"], list(CACHE_NAMES), ep, {"sketch": _dims(1)})
         dyn = {n: _dims(f) for n, f in zip(CACHE_NAMES, (1, 2, 4, 8, 16))}
         if split.t4_f is None:
             dyn["p4"] = None  # a (1, C, 1, 1) bias when there are no local features
         dyn["hint"] = _dims(4)
-        _export(dec, (*cache, h), [*CACHE_NAMES, "hint"], ["color"], dp, dyn)
+        export_graph(dec, (*cache, h), [*CACHE_NAMES, "hint"], ["color"], dp, dyn)
         em, dm = onnx.load(ep), onnx.load(dp)
     em = compose.add_prefix(em, "enc/", rename_inputs=False, rename_outputs=False)
     dm = compose.add_prefix(dm, "dec/", rename_inputs=False, rename_outputs=False)
@@ -110,7 +107,7 @@ def export_onnx(model, path: str, fp16: bool = False, check: bool = True, check_
     if not os.path.isdir(folder):
         raise UserError(f"output folder does not exist: {folder}")
     graph = build_graph(model)
-    _save_atomic(onnx, graph, path)
+    save_atomic(onnx, graph, path)
     report = ExportReport(path=path, max_abs_diff=None, check_shape=None)
     if check:
         report.max_abs_diff = compare(model, path, check_size)
@@ -118,7 +115,7 @@ def export_onnx(model, path: str, fp16: bool = False, check: bool = True, check_
     if fp16:
         import copy
         half_path = fp16_path(path)
-        _save_atomic(onnx, build_graph(copy.deepcopy(model), half=True), half_path)
+        save_atomic(onnx, build_graph(copy.deepcopy(model), half=True), half_path)
         report.fp16_path = half_path
     return report
 
@@ -128,7 +125,7 @@ def fp16_path(path: str) -> str:
     return stem + ".fp16.onnx"
 
 
-def _save_atomic(onnx, graph, path):
+def save_atomic(onnx, graph, path):
     tmp = f"{path}.part{os.getpid()}"
     try:
         onnx.save(graph, tmp)
@@ -154,7 +151,7 @@ def random_inputs(h: int, w: int, seed: int | None = None):
 def compare(model, path: str, size=(96, 160)) -> float:
     """Max |ONNX Runtime - PyTorch| on fresh random inputs (CPU)."""
     import torch
-    from .runtime import OnnxColorizer
+    from ..engine.runtime import OnnxColorizer
     sketch, hint = random_inputs(*size)
     with torch.no_grad():
         ref = model(torch.from_numpy(sketch), torch.from_numpy(hint)).numpy()

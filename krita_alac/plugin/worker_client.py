@@ -1,6 +1,6 @@
 """The Krita side of the worker protocol (see krita_alac/worker.py).
 
-One persistent `python -m krita_alac.worker` per Krita session, driven
+One persistent `python -m krita_alac.engine.worker` per Krita session, driven
 asynchronously with QProcess: requests are queued into QProcess's write
 buffer, replies are parsed as they arrive (readyReadStandardOutput), so the
 GUI thread never waits on the engine.  If the worker dies (crash, kill, out of
@@ -17,7 +17,7 @@ from PyQt5.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, pyqtSig
 
 from . import env_setup, settings
 
-PLUGIN_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PLUGIN_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # holds krita_alac/
 STDERR_KEEP = 8000
 JOB_OPS = ("colorize", "lines")   # requests answered with a result or an error
 
@@ -38,9 +38,7 @@ def candidate_pythons(configured: str = "") -> list:
 
 def worker_environment() -> QProcessEnvironment:
     """Krita's environment minus its own Python settings, plus our package."""
-    env = QProcessEnvironment.systemEnvironment()
-    for key in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP"):
-        env.remove(key)
+    env = env_setup.clean_environment()
     env.insert("PYTHONPATH", PLUGIN_PARENT)
     env.insert("PYTHONIOENCODING", "utf-8")
     return env
@@ -91,7 +89,7 @@ class WorkerClient(QObject):
         p = QProcess(self)
         p.setProcessEnvironment(worker_environment())
         p.setProgram(self.python)
-        p.setArguments(["-m", "krita_alac.worker"])
+        p.setArguments(["-m", "krita_alac.engine.worker"])
         p.readyReadStandardOutput.connect(self._on_stdout)
         p.readyReadStandardError.connect(self._on_stderr)
         p.finished.connect(self._on_finished)
@@ -133,10 +131,6 @@ class WorkerClient(QObject):
         self.proc.kill()
         self.failed.emit(rid, "cancelled", "cancelled")
         return True
-
-    @property
-    def busy(self):
-        return self._pending is not None
 
     def pid(self):
         return int(self.proc.processId()) if self.proc is not None else 0
@@ -238,9 +232,6 @@ class WorkerClient(QObject):
     def last_stderr_line(self) -> str:
         lines = [ln for ln in self._stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
         return lines[-1].strip()[:300] if lines else ""
-
-    def stderr_text(self) -> str:
-        return self._stderr.decode("utf-8", "replace")
 
     def _on_error(self, error):
         if error == QProcess.FailedToStart:

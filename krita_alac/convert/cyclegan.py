@@ -52,7 +52,7 @@ import torch
 import torch.nn as nn
 
 from .checkpoints import MAX_LISTED, check_state_dict, read_tensors, strip_prefix
-from .errors import UserError
+from ..engine.errors import UserError
 
 DIRECTIONS = ("sketch2color", "color2sketch")
 KIND_RESNET = "cyclegan-resnet"

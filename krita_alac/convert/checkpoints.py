@@ -14,7 +14,7 @@ import os
 import re
 import zipfile
 
-from .errors import UserError
+from ..engine.errors import UserError
 
 MAX_LISTED = 3
 

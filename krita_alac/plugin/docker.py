@@ -15,7 +15,7 @@ from PyQt5.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, 
                              QMessageBox, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from . import krita_api, krita_io, settings, worker_client
-from .errors import UserError
+from ..engine.errors import UserError
 
 POLL_MS = 750          # Auto mode: how often the hint layer is looked at
 THUMB = 192            # Auto mode: the hint signature is a hash of a thumbnail this big
@@ -39,7 +39,7 @@ def model_choices(worker_info=None):
     out = [("Flats (no model)", FLATS)]
     seen = set()
     try:
-        from . import store
+        from ..engine import store
         for m in store.installed_models():
             out.append((f"AlacGAN: {m.label}", m.id))
             seen.add(m.id)
@@ -54,7 +54,7 @@ def model_choices(worker_info=None):
 def default_engine():
     """The engine "auto" stands for: the default model (bundled alac-open first), else flats."""
     try:
-        from . import store
+        from ..engine import store
         m = store.default_model()
         return m.id if m is not None else FLATS
     except Exception:  # noqa: BLE001  a broken model folder must not break the docker
@@ -242,8 +242,7 @@ class ColorizeDocker(DockWidget):
             if combo is self.hint_combo:
                 combo.addItem("(none)", "")
             for n, depth in layers:
-                if n.type() in ("paintlayer", "grouplayer", "vectorlayer", "filelayer", "clonelayer",
-                                "filllayer"):
+                if n.type() in krita_api.LAYER_TYPES:
                     combo.addItem("  " * depth + n.name(), krita_io.node_id(n))
             i = combo.findData(want) if want is not None else -1
             if i < 0 and combo is self.hint_combo and doc is not None:

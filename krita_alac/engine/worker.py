@@ -1,4 +1,4 @@
-"""The inference worker: `python -m krita_alac.worker`, one per Krita session.
+"""The inference worker: `python -m krita_alac.engine.worker`, one per Krita session.
 
 It runs in its own Python environment, so a crash or out-of-memory here never
 touches Krita.  It keeps the model loaded and the sketch features of the last
@@ -30,9 +30,10 @@ import os
 import sys
 import traceback
 
+from .limits import MAX_CANVAS_PIXELS
+
 PIXEL_FORMATS = ("BGRA8", "RGBA8")
 REQUEST_FIELDS = ("engine", "size", "raw", "backend", "device", "i2v", "snap", "fill", "gap")
-MAX_PIXELS = 16384 * 16384
 
 
 class Channel:
@@ -90,7 +91,7 @@ def handle_colorize(chan, engines, msg):
         raise UserError(f"unknown pixel format {fmt!r}")
     if lines is None or w <= 0 or h <= 0:
         raise UserError("the line-art layer is empty")
-    if w * h > MAX_PIXELS:
+    if w * h > MAX_CANVAS_PIXELS:
         raise UserError(f"canvas {w}x{h} is too large")
     kw = {k: msg[k] for k in REQUEST_FIELDS if k in msg and msg[k] is not None}
     req = ColorizeRequest(lines=np.ascontiguousarray(lines), hints=hints, **kw)
@@ -131,7 +132,8 @@ def handle_lines(chan, msg):
 
 
 def info():
-    from . import __version__, store
+    from .. import __version__
+    from . import store
     d = {"type": "info", "version": __version__, "python": sys.version.split()[0], "executable": sys.executable,
          "models": [{"id": m.id, "name": m.label} for m in store.installed_models()]}
     try:
@@ -144,8 +146,8 @@ def info():
 
 
 def serve(rin, wout) -> int:
-    from . import __version__
-    from .engines import Engines
+    from .. import __version__
+    from .registry import Engines
     from .errors import UserError
     chan = Channel(rin, wout)
     engines = Engines()

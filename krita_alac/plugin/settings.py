@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import os
 
-from . import store
+from ..engine import store
+from ..engine.limits import ASK_ABOVE_PIXELS
 
 DEFAULTS = {
     "python": "",            # worker interpreter chosen by the user; "" = detect
@@ -15,7 +16,7 @@ DEFAULTS = {
     "snap": True,            # neural colors snapped to flat regions: best on the quality benchmark
     "auto": False,
     "line_thickness": 1.0,   # Extract line art: XDoG line thickness
-    "max_pixels": 6000 * 6000,   # above this, ask before colorizing
+    "max_pixels": ASK_ABOVE_PIXELS,   # above this, ask before colorizing
     "flavour": "cpu",        # engine setup: "cpu" (onnxruntime) or "gpu" (onnxruntime-gpu)
 }
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import UserError
+from .limits import MAX_WORK_SIZE
 
 SIZE_MULTIPLE = 32
 HINT_SCALE = 4
@@ -63,18 +64,6 @@ def write_png(path: str, rgba: np.ndarray):
             os.unlink(tmp)
 
 
-def bgra_to_rgba(buf: bytes | bytearray | memoryview, width: int, height: int) -> np.ndarray:
-    """Krita's 8-bit RGBA pixel data is laid out B, G, R, A."""
-    a = np.frombuffer(buf, np.uint8)
-    if a.size != width * height * 4:
-        raise UserError(f"expected {width * height * 4} bytes of pixels, got {a.size}")
-    return a.reshape(height, width, 4)[..., [2, 1, 0, 3]]
-
-
-def rgba_to_bgra_bytes(rgba: np.ndarray) -> bytes:
-    return np.ascontiguousarray(rgba[..., [2, 1, 0, 3]]).tobytes()
-
-
 # --- line art -------------------------------------------------------------
 
 def luminance(rgba: np.ndarray) -> np.ndarray:
@@ -114,21 +103,28 @@ class Geometry:
         return (self.h, self.w) == (self.height, self.width)
 
 
-def check_size(size: int):
-    if not isinstance(size, int) or size < SIZE_MULTIPLE or size % SIZE_MULTIPLE:
-        raise UserError(f"working size must be a positive multiple of {SIZE_MULTIPLE}, got {size}")
+def check_size(size: int, multiple: int = SIZE_MULTIPLE, model: str = ""):
+    """A working size the network can take: a whole multiple of its stride, not absurdly large."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1 or size > MAX_WORK_SIZE:
+        raise UserError(f"working size must be a positive whole number of pixels up to {MAX_WORK_SIZE}, "
+                        f"got {size!r}")
+    if size < multiple or size % multiple:
+        raise UserError(f"working size must be a positive multiple of {multiple}{model}, got {size}")
 
 
-def geometry(height: int, width: int, size: int, raw: bool = False) -> Geometry:
-    check_size(size)
+def geometry(height: int, width: int, size: int, raw: bool = False, multiple: int = SIZE_MULTIPLE,
+             min_side: int = 0, model: str = "") -> Geometry:
+    """Long side scaled to `size`, padded to `multiple` (and to at least
+    `min_side`, for generators whose bottleneck needs room to pad)."""
+    check_size(size, multiple, model)
     if raw:
-        if height % SIZE_MULTIPLE or width % SIZE_MULTIPLE:
-            raise UserError(f"--raw needs a size that is a multiple of {SIZE_MULTIPLE}, got {width}x{height}")
+        if height % multiple or width % multiple:
+            raise UserError(f"--raw needs a size that is a multiple of {multiple}, got {width}x{height}")
         return Geometry(height, width, height, width, height, width)
     scale = size / max(height, width)
     h = max(1, min(size, round(height * scale)))
     w = max(1, min(size, round(width * scale)))
-    up = lambda v: -(-v // SIZE_MULTIPLE) * SIZE_MULTIPLE  # noqa: E731
+    up = lambda v: max(-(-v // multiple) * multiple, min_side)  # noqa: E731
     return Geometry(height, width, h, w, up(h), up(w))
 
 

@@ -17,14 +17,9 @@ from . import store
 from .errors import UserError
 from .flats import compute_flats
 from .imaging import geometry, prepare_hints, prepare_sketch, to_rgba
+from .modelmeta import KIND_ALACGAN, KIND_AUTO, check_backend, is_model_path, model_file_kind
+from .runtime import MODELS
 from .request import ENGINE_AUTO, ENGINE_FLATS, ColorizeRequest, ColorizeResult
-
-CHECKPOINT_EXTS = (".pth", ".pt", ".ckpt", ".safetensors", ".bin")
-BACKENDS = ("auto", "onnx", "torch")
-
-
-KIND_ALACGAN = "alacgan"        # sketch + hints -> colors
-KIND_AUTO = "image2image"       # hint-free CycleGAN-style sketch -> colors
 
 
 @dataclass(frozen=True)
@@ -50,7 +45,7 @@ def resolve(engine: str, i2v: str | None = None) -> ModelSpec | None:
     if engine in ("", ENGINE_AUTO):
         m = store.default_model()
         return _from_installed(m) if m else None
-    if os.path.sep in engine or "/" in engine or engine.endswith((".onnx", *CHECKPOINT_EXTS)):
+    if is_model_path(engine):
         if not os.path.isfile(engine):
             raise UserError(f"model file not found: {engine}")
         name = os.path.basename(engine)
@@ -78,29 +73,6 @@ def _from_installed(m: store.InstalledModel) -> ModelSpec:
                      snap=m.meta.get("snap") is True)
 
 
-_KINDS: dict = {}
-
-
-def model_file_kind(path: str) -> str:
-    """KIND_ALACGAN or KIND_AUTO for a model file (remembered per file version)."""
-    st = os.stat(path)
-    key = (os.path.abspath(path), st.st_mtime_ns, st.st_size)
-    if key not in _KINDS:
-        kind = KIND_ALACGAN
-        if path.endswith(".onnx"):
-            try:
-                import onnx
-                m = onnx.load(path)
-                if [i.name for i in m.graph.input] == ["image"]:
-                    kind = KIND_AUTO
-            except Exception:
-                pass  # the runtime reports unreadable models with a proper message
-        elif os.path.basename(path).startswith("latest_net_G"):
-            kind = KIND_AUTO   # the CycleGAN checkpoint naming
-        _KINDS[key] = kind
-    return _KINDS[key]
-
-
 def _onnxruntime_available():
     try:
         import onnxruntime  # noqa: F401
@@ -111,8 +83,7 @@ def _onnxruntime_available():
 
 def load_colorizer(spec: ModelSpec, backend: str = "auto", device: str = "auto", warnings=None):
     """An OnnxColorizer or TorchColorizer for `spec`."""
-    if backend not in BACKENDS:
-        raise UserError(f"unknown backend {backend!r}: use auto, onnx or torch")
+    check_backend(backend)
     if backend == "auto":
         backend = "onnx" if spec.onnx and (_onnxruntime_available() or not spec.netg) else "torch"
     if backend == "onnx":
@@ -133,7 +104,7 @@ def load_colorizer(spec: ModelSpec, backend: str = "auto", device: str = "auto",
         import torch  # noqa: F401
     except ImportError:
         raise UserError("the torch backend needs PyTorch (pip install torch)")
-    from .checkpoints import load_alacgan
+    from ..convert.checkpoints import load_alacgan
     from .runtime import TorchColorizer
     return TorchColorizer(load_alacgan(spec.netg, spec.i2v), device, warnings)
 
@@ -223,19 +194,10 @@ def colorize_flats(req: ColorizeRequest, progress=None) -> ColorizeResult:
 
 
 class Engines:
-    """Loaded engines of one process: the last neural model stays loaded."""
-
-    def __init__(self):
-        self._neural: NeuralEngine | None = None
-        self._neural_key = None
+    """The engines of one process; loaded models live in runtime.MODELS."""
 
     def neural(self, spec: ModelSpec, backend: str, device: str) -> NeuralEngine:
-        key = (spec.key, backend, device)
-        if key != self._neural_key:
-            self._neural, self._neural_key = None, None  # free the old model first
-            self._neural = NeuralEngine(spec, backend, device)
-            self._neural_key = key
-        return self._neural
+        return MODELS.get(("alacgan", spec.key, backend, device), lambda: NeuralEngine(spec, backend, device))
 
     def colorize(self, req: ColorizeRequest, progress=None) -> ColorizeResult:
         t0 = time.perf_counter()

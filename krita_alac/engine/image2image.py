@@ -18,13 +18,9 @@ import os
 import numpy as np
 
 from .errors import UserError
-from .imaging import Geometry, luminance, to_rgba
-from .runtime import OrtBacked, OrtSessions, TorchBacked
-
-CHECKPOINT_EXTS = (".pth", ".pt", ".ckpt", ".safetensors", ".bin")
-BACKENDS = ("auto", "onnx", "torch")
-# Guard against absurd requests (a 16k side at fp32 is already gigabytes of activations).
-MAX_SIZE = 8192
+from .imaging import LUMA, Geometry, check_size, geometry, luminance, to_rgba
+from .modelmeta import META_DIRECTION, META_MULTIPLE, check_backend
+from .runtime import MODELS, OrtBacked, OrtSessions, TorchBacked
 
 
 class OnnxImage2Image(OrtBacked):
@@ -43,8 +39,6 @@ class OnnxImage2Image(OrtBacked):
             raise UserError(f"{os.path.basename(path)} is not an image-to-image model: inputs {ins}, outputs {outs} "
                             "(expected image -> output)")
         meta = s.get_modelmeta().custom_metadata_map
-        from .cyclegan_export import META_DIRECTION
-        from .onnx_export import META_MULTIPLE
         self.direction = meta.get(META_DIRECTION) or None
         try:
             self.multiple = int(meta.get(META_MULTIPLE, "32"))
@@ -73,7 +67,7 @@ class TorchImage2Image(TorchBacked):
             import torch
         except ImportError:
             raise UserError("running a checkpoint needs PyTorch (pip install torch), or export it to ONNX")
-        from .cyclegan import guess_direction, load_generator
+        from ..convert.cyclegan import guess_direction, load_generator
         self.net = load_generator(path)
         self.in_nc, self.out_nc, self.multiple = self.net.in_nc, self.net.out_nc, self.net.multiple
         self.direction = guess_direction(self.net)
@@ -84,13 +78,9 @@ class TorchImage2Image(TorchBacked):
         return self._call(self.net, x).float().cpu().numpy()
 
 
-_LOADED: dict = {}
-
-
 def load_image2image(path: str, backend: str = "auto", device: str = "auto", warnings: list | None = None):
-    """An OnnxImage2Image or TorchImage2Image for `path`; the last one stays loaded."""
-    if backend not in BACKENDS:
-        raise UserError(f"unknown backend {backend!r}: use auto, onnx or torch")
+    """An OnnxImage2Image or TorchImage2Image for `path`, kept in the process's model cache."""
+    check_backend(backend)
     if not isinstance(path, (str, os.PathLike)) or not os.path.isfile(path):
         raise UserError(f"model file not found: {path}")
     path = os.fspath(path)
@@ -99,17 +89,13 @@ def load_image2image(path: str, backend: str = "auto", device: str = "auto", war
         backend = "onnx" if is_onnx else "torch"
     if backend == "onnx" and not is_onnx:
         raise UserError(f"{os.path.basename(path)} is a PyTorch checkpoint: export it with "
-                        "'python -m krita_alac.cyclegan_export' or use the torch backend")
+                        "'python -m krita_alac.convert.cyclegan_export' or use the torch backend")
     if backend == "torch" and is_onnx:
         raise UserError(f"{os.path.basename(path)} is an ONNX model: the torch backend needs a checkpoint")
     st = os.stat(path)
-    key = (os.path.abspath(path), st.st_mtime_ns, st.st_size, backend, device)
-    runner = _LOADED.get(key)
-    if runner is None:
-        _LOADED.clear()  # free the old model first
-        cls = OnnxImage2Image if backend == "onnx" else TorchImage2Image
-        runner = cls(path, device)
-        _LOADED[key] = runner
+    key = ("image2image", os.path.abspath(path), st.st_mtime_ns, st.st_size, backend, device)
+    cls = OnnxImage2Image if backend == "onnx" else TorchImage2Image
+    runner = MODELS.get(key, lambda: cls(path, device))
     if warnings is not None:
         warnings.extend(runner.warnings)
     runner.warnings.clear()
@@ -126,22 +112,9 @@ def check_image(rgba, what: str):
                         f"got a {rgba.dtype} array of shape {rgba.shape}")
 
 
-def _check_size_type(size):
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1 or size > MAX_SIZE:
-        raise UserError(f"working size must be a positive whole number of pixels up to {MAX_SIZE}, got {size!r}")
-
-
 def work_geometry(height: int, width: int, size: int, multiple: int) -> Geometry:
-    """Long side scaled to `size`, padded to the generator's multiple (at least
-    two multiples, so the bottleneck is wide enough for reflection padding)."""
-    _check_size_type(size)
-    if size < multiple or size % multiple:
-        raise UserError(f"working size must be a positive multiple of {multiple} for this model, got {size}")
-    scale = size / max(height, width)
-    h = max(1, min(size, round(height * scale)))
-    w = max(1, min(size, round(width * scale)))
-    up = lambda v: max(-(-v // multiple) * multiple, 2 * multiple, 4)  # noqa: E731
-    return Geometry(height, width, h, w, up(h), up(w))
+    """At least two multiples per side, so the bottleneck is wide enough for reflection padding."""
+    return geometry(height, width, size, multiple=multiple, min_side=max(2 * multiple, 4), model=" for this model")
 
 
 def _resize_planes(a: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -167,8 +140,7 @@ def _to_input(planes: np.ndarray, geo: Geometry, channels: int | None) -> np.nda
     if channels in (None, c):
         pass
     elif channels == 1 and c == 3:
-        k = np.array([0.299, 0.587, 0.114], np.float32)
-        planes = planes @ k[:, None]
+        planes = planes @ LUMA[:, None]
     elif channels == 3 and c == 1:
         planes = np.repeat(planes, 3, axis=2)
     else:
@@ -181,7 +153,7 @@ def _ink_to_rgba(out: np.ndarray, geo: Geometry) -> np.ndarray:
     """Generator output (1-channel gray or RGB, [-1, 1]) -> black lines on transparency."""
     from PIL import Image
     y = (out[0, :, :geo.h, :geo.w] + 1.0) * 0.5
-    lum = y[0] if y.shape[0] == 1 else np.tensordot(np.array([0.299, 0.587, 0.114], np.float32), y[:3], 1)
+    lum = y[0] if y.shape[0] == 1 else np.tensordot(LUMA, y[:3], 1)
     ink = np.clip(1.0 - lum, 0.0, 1.0).astype(np.float32)
     if not geo.identity:
         ink = np.asarray(Image.fromarray(ink, "F").resize((geo.width, geo.height), Image.Resampling.BICUBIC),
@@ -212,7 +184,7 @@ def auto_colors(rgba_lines: np.ndarray, model_path: str, size: int = 512, backen
                 device: str = "auto", warnings: list | None = None) -> np.ndarray:
     """Colors for line art without hints: canvas-sized opaque RGBA uint8."""
     check_image(rgba_lines, "line art")
-    _check_size_type(size)
+    check_size(size, 1)
     runner = load_image2image(model_path, backend, device, warnings)
     _direction_error(runner, "sketch2color")
     geo = work_geometry(*rgba_lines.shape[:2], size, runner.multiple)
@@ -225,7 +197,7 @@ def neural_lines(rgba_picture: np.ndarray, model_path: str, size: int = 512, bac
                  device: str = "auto", warnings: list | None = None) -> np.ndarray:
     """Line art of a picture: canvas-sized RGBA uint8, black with the ink as alpha."""
     check_image(rgba_picture, "picture")
-    _check_size_type(size)
+    check_size(size, 1)
     runner = load_image2image(model_path, backend, device, warnings)
     _direction_error(runner, "color2sketch")
     geo = work_geometry(*rgba_picture.shape[:2], size, runner.multiple)

@@ -14,6 +14,7 @@ import os
 import numpy as np
 
 from .errors import UserError
+from .modelmeta import META_CACHE
 
 log = logging.getLogger("krita_alac")
 
@@ -190,7 +191,7 @@ def _load_graphs(path: str) -> dict:
         raise UserError(f"{os.path.basename(path)} is not a colorizer model: inputs {inputs}, outputs {outputs} "
                         "(expected sketch, hint -> color)")
     meta = {p.key: p.value for p in model.metadata_props}
-    cache = [n for n in meta.get("krita_alac.cache_outputs", "").split(",") if n]
+    cache = [n for n in meta.get(META_CACHE, "").split(",") if n]
     if not cache:
         return {"full": model.SerializeToString(), "meta": {"cache": []}}
     from onnx.utils import Extractor
@@ -238,7 +239,7 @@ class TorchBacked:
 class TorchColorizer(TorchBacked):
     def __init__(self, model, device: str = "auto", warnings: list | None = None):
         import torch
-        from .alacgan import SplitAlacGAN
+        from ..convert.alacgan import SplitAlacGAN
         self._split = SplitAlacGAN(model).eval()
         self._place(torch, self._split, device, warnings)
 
@@ -256,3 +257,31 @@ class TorchColorizer(TorchBacked):
 
     def run(self, sketch, hint):
         return self.decode(self.encode(sketch), hint)
+
+
+class LoadedModels:
+    """The process's one cache of loaded models: at most `keep` at once, the
+    least recently used one freed *before* a new one loads (a big model twice
+    in memory is what runs a small machine out)."""
+
+    def __init__(self, keep: int = 2):
+        self.keep = keep
+        self._items: dict = {}
+
+    def get(self, key, make):
+        if key in self._items:
+            self._items[key] = self._items.pop(key)      # most recently used last
+            return self._items[key]
+        while self._items and len(self._items) >= self.keep:
+            self._items.pop(next(iter(self._items)))
+        value = make()
+        self._items[key] = value
+        return value
+
+    def clear(self):
+        self._items.clear()
+
+
+# One per process (worker or command line): a colorizer and a line extractor can
+# both stay loaded while the artist alternates between them.
+MODELS = LoadedModels()

@@ -22,7 +22,7 @@ import time
 from PyQt5.QtCore import QByteArray, QEventLoop, QObject, QTimer, pyqtSignal
 
 from . import krita_io, settings, worker_client
-from .errors import UserError
+from ..engine.errors import UserError
 
 ANNOTATION = "krita_alac"
 HINTS_NAME = "Hints"

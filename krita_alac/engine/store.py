@@ -49,7 +49,7 @@ def models_dir() -> str:
 
 
 # Models that come with the plugin (the open weights), beside this file.
-BUNDLED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models")
+BUNDLED_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models")
 
 
 def bundled_dir() -> str:
