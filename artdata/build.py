@@ -58,6 +58,20 @@ def pieces(h: int, w: int):
         yield (a, b, 0, w) if h > w else (0, h, a, b)
 
 
+def fit(rgb: np.ndarray, lines: np.ndarray | None, size: int):
+    """Downscale a piece whose long side exceeds `size` (rounding), lines alike."""
+    from PIL import Image
+    h, w = rgb.shape[:2]
+    if max(h, w) <= size:
+        return rgb, lines
+    s = size / max(h, w)
+    wh = (max(1, min(size, round(w * s))), max(1, min(size, round(h * s))))
+    rgb = np.asarray(Image.fromarray(rgb).resize(wh, Image.Resampling.LANCZOS))
+    if lines is not None:
+        lines = np.asarray(Image.fromarray(lines).resize(wh, Image.Resampling.BILINEAR))
+    return rgb, lines
+
+
 def _name(tag: str) -> str:
     return hashlib.sha1(tag.encode()).hexdigest()[:12]
 
@@ -80,8 +94,8 @@ def render_vector(path: str, size: int):
     h, w = rgb.shape[:2]
     long_side = size
     if min(h, w) < MIN_ASPECT * max(h, w):
-        # Rendered larger so that each piece's short side is about 3/4 of `size`.
-        long_side = int(min(4 * size, round(0.75 * size * max(h, w) / max(min(h, w), 1))))
+        # Rendered larger, so that the pieces' long sides come out near `size`.
+        long_side = int(min(4 * size, round(size / PIECE_ASPECT * max(h, w) / max(min(h, w), 1))))
         try:
             rgb = render_svg(text, long_side)
         except RenderError:
@@ -95,6 +109,7 @@ def render_vector(path: str, size: int):
         if why is None and min(part.shape[:2]) < 48:
             why = "too small"
         if why is None:
+            part, lines = fit(part, lines, size)
             kept.append((part, lines, k))
         else:
             reasons.append(why)

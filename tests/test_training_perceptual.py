@@ -90,3 +90,31 @@ def test_export_and_init_round_trip(tmp_path):
     back = netg_state_from_onnx(str(tmp_path / "g.onnx"), 32, 1)
     for k, v in g.state_dict().items():
         assert torch.equal(back[k], v), k
+
+
+def test_training_with_perceptual_loss_resumes_exactly_and_inits_from_onnx(tmp_path):
+    import json
+    from krita_alac.convert.alacgan import AlacGAN, NetG
+    from krita_alac.convert.onnx_export import export_onnx
+    from tests.test_training import make_data
+    from training.train import train
+    _weights()
+    data = str(tmp_path / "data")
+    make_data(data)
+    torch.manual_seed(1)
+    g = NetG(ngf=32, feat_channels=0, tunnel4_blocks=1)
+    onnx_path = str(tmp_path / "init.onnx")
+    export_onnx(AlacGAN(g, None).eval(), onnx_path)
+    opts = dict(data=data, size=64, batch=2, ngf=32, tunnel4_blocks=1, log_every=1, sample_every=100,
+                perceptual=2.0, perceptual_size=32, init=onnx_path)
+    train(str(tmp_path / "z"), 0, dict(opts))
+    z = torch.load(tmp_path / "z" / "last.pth", weights_only=True)["state_dictG"]
+    assert all(torch.equal(v, z[k]) for k, v in g.state_dict().items())       # started from the ONNX weights
+    train(str(tmp_path / "a"), 3, dict(opts))
+    train(str(tmp_path / "b"), 1, dict(opts))
+    train(str(tmp_path / "b"), 3, {})
+    a = torch.load(tmp_path / "a" / "last.pth", weights_only=True)["state_dictG"]
+    b = torch.load(tmp_path / "b" / "last.pth", weights_only=True)["state_dictG"]
+    assert all(torch.equal(v, b[k]) for k, v in a.items())
+    logs = [json.loads(x) for x in open(tmp_path / "a" / "log.jsonl")]
+    assert all(r["perc"] > 0 for r in logs)
