@@ -11,9 +11,9 @@ import shutil
 import subprocess
 
 import pytest
-from kritahelp import krita_env
+from kritahelp import ROOT, krita_env
 SCENARIOS = ["rgba8", "rgba16", "graya", "offset_group", "selection", "errors", "lines", "lines16", "onnx",
-             "timing_2048", "io_4096", "kill_midrun"]
+             "timing_2048", "io_4096", "kill_midrun", "policy"]
 BARE_PYTHON = "/usr/bin/python3"   # Debian's Python as Krita embeds it: no numpy
 
 
@@ -26,7 +26,8 @@ def krita_results(tmp_path_factory, reference_onnx):
     out = os.path.join(tmp, "out")
     os.makedirs(out)
     bare = BARE_PYTHON if os.path.isfile(BARE_PYTHON) else shutil.which("false")
-    cfg = {"scenarios": SCENARIOS, "out": out, "onnx": reference_onnx.path, "bare_python": bare}
+    cfg = {"scenarios": SCENARIOS, "out": out, "onnx": reference_onnx.path, "bare_python": bare,
+           "lineart_png": os.path.join(ROOT, "examples", "lineart.png")}
     cfg_path = os.path.join(tmp, "suite.json")
     with open(cfg_path, "w") as f:
         json.dump(cfg, f)
@@ -238,3 +239,41 @@ def test_targets_4096_read_write(krita_results):
 
 def test_krita_exits_cleanly(krita_results):
     assert krita_results["_exit"] == 0, krita_results["_log"]
+
+
+def test_policy_png_document_line_art_at_bottom(krita_results):
+    """A document opened from a PNG: its one layer, the line art, is the bottom layer."""
+    f = scenario(krita_results, "policy")
+    assert f["opened"] == ["Background"]
+    for run in f["runs"]:                      # first run and three re-runs
+        assert run["order"] == ["Flats", "Background", "Hints"], f["runs"]
+        assert run["result_below"]
+    assert f["line_unchanged"]
+
+
+def test_policy_deep_stack_and_group(krita_results):
+    f = scenario(krita_results, "policy")
+    d = f["deep"]
+    assert d["order"] == ["Flats", "Lines", "Shade", "Notes", "Hints"]
+    assert d["others_kept"]                    # same layers (uniqueIds), same order
+    assert d["inside"] == RED
+    g = f["group"]
+    assert g["children"] == ["Flats", "Lines 2", "Inks top"] and g["root_kept"]
+
+
+def test_policy_engine_switch_and_multiply(krita_results):
+    f = scenario(krita_results, "policy")
+    assert f["switch_order"] == ["Flats (edited)", "Colors (AlacGAN)", "Background", "Hints"]
+    assert f["multiply_order"] == ["Flats (edited)", "Flats", "Background", "Hints"]
+    assert f["multiply_blending"] == "multiply"
+
+
+def test_edited_result_survives_reruns(krita_results):
+    """A 20x20 fix painted on the result is never deleted or overwritten (#15)."""
+    edits = scenario(krita_results, "policy")["edits"]
+    assert edits[0]["report"] == {"kept": "Flats (edited)"}
+    for e in edits:
+        assert e["kept"] and e["kept_name"] == "Flats (edited)"
+        assert e["fix"] == [250, 0, 250, 255]
+        assert e["order"] == ["Flats (edited)", "Flats", "Background", "Hints"]
+    assert edits[1]["report"] == edits[2]["report"] == {}   # the fresh Flats is replaced as usual

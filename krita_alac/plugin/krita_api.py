@@ -9,14 +9,20 @@ extraction is the same trip with one source layer (the worker's "lines" op);
 its result goes directly *above* the source.
 
 Which result layer belongs to which source layer is recorded in a document
-annotation (saved in the .kra), keyed by the layers' uniqueIds, so a rerun
-replaces the plugin's own layer even after the artist moved it, and leaves it
-alone once the artist renamed or locked it.  Colorize results and extracted
-line art are recorded separately ("results" and "lines").
+annotation (saved in the .kra), keyed by the layers' uniqueIds, with a digest
+of the pixels written, so a rerun replaces the plugin's own layer even after
+the artist moved it, and leaves it alone once the artist renamed, locked or
+painted on it (an edited result is renamed "... (edited)" and kept).  Colorize
+results and extracted line art are recorded separately ("results" and "lines").
+
+Layer policy: bottom to top, result, line art, hints; no other layer changes
+its place; the layer that was active stays active.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import time
 
 from PyQt5.QtCore import QByteArray, QEventLoop, QObject, QTimer, pyqtSignal
@@ -26,9 +32,12 @@ from ..engine.errors import UserError
 
 ANNOTATION = "krita_alac"
 HINTS_NAME = "Hints"
+HINTS_RE = re.compile(r"Hints( \d+)?$")   # "Hints", and "Hints 2"... made by New
 OPAQUE_LINE_ART = 0.98   # share of fully opaque pixels that means "scan on white"
 LINES_NAME = "Line art (XDoG)"
 LINES_RECORDS = "lines"  # annotation key of the extracted line-art layers
+IDLE_POLL_MS = 50        # a result that arrives during a brush stroke waits for its end
+IDLE_WAIT_MS = 120000
 # Nodes that can be read as a picture (masks cannot).
 LAYER_TYPES = ("paintlayer", "grouplayer", "vectorlayer", "filelayer", "clonelayer", "filllayer")
 
@@ -66,15 +75,42 @@ def save_records(document, records: dict, kind: str = "results"):
     document.setAnnotation(ANNOTATION, "krita_alac: result layer of each line-art layer", QByteArray(raw))
 
 
-def replaceable_result(document, line_node, kind: str = "results"):
-    """Our previous result for this source layer, if the artist left it as we made it."""
-    rec = load_records(document, kind).get(krita_io.node_id(line_node))
+def layer_digest(node) -> str:
+    """Fingerprint of a paint layer's pixels (and where they are): any brush
+    stroke, erasing or move changes it."""
+    b = node.bounds()
+    h = hashlib.sha1(f"{b.x()},{b.y()},{b.width()},{b.height()};".encode())
+    if b.width() > 0 and b.height() > 0:
+        h.update(bytes(node.pixelData(b.x(), b.y(), b.width(), b.height())))
+    return h.hexdigest()
+
+
+def previous_result(document, source_node, kind: str = "results"):
+    """(our previous result for this source layer, whether the artist painted on it).
+    None when there is none or the artist made it theirs (renamed, locked, another kind)."""
+    rec = load_records(document, kind).get(krita_io.node_id(source_node))
     if not rec:
-        return None
+        return None, False
     old = krita_io.find_node(document, rec.get("result", ""))
     if old is None or old.locked() or old.name() != rec.get("name") or old.type() != "paintlayer":
-        return None
-    return old
+        return None, False
+    # Records written before digests existed count as untouched.
+    return old, bool(rec.get("digest")) and layer_digest(old) != rec["digest"]
+
+
+def replaceable_result(document, line_node, kind: str = "results"):
+    """Our previous result for this source layer, if the artist left it as we made it."""
+    old, edited = previous_result(document, line_node, kind)
+    return None if edited else old
+
+
+def edited_name(parent, name: str) -> str:
+    """'Flats (edited)', or 'Flats (edited 2)'... if that name is taken beside it."""
+    taken = {n.name() for n in parent.childNodes()}
+    out, i = f"{name} (edited)", 2
+    while out in taken:
+        out, i = f"{name} (edited {i})", i + 1
+    return out
 
 
 # -- reading the request ----------------------------------------------------
@@ -91,9 +127,13 @@ def work_rect(document):
     return (x0, y0, x1 - x0, y1 - y0), sel
 
 
+def is_hint_name(name: str) -> bool:
+    return bool(HINTS_RE.match(name))
+
+
 def find_hint_layer(document, line_node=None):
-    """The layer named "Hints" (closest to the line art first), or None."""
-    cands = [n for n, _ in krita_io.all_layers(document) if n.name() == HINTS_NAME]
+    """The layer named "Hints" (or "Hints 2"...; closest to the line art first), or None."""
+    cands = [n for n, _ in krita_io.all_layers(document) if is_hint_name(n.name())]
     if line_node is not None:
         same = [n for n in cands if n.parentNode() is not None and line_node.parentNode() is not None
                 and krita_io.node_id(n.parentNode()) == krita_io.node_id(line_node.parentNode())]
@@ -101,23 +141,44 @@ def find_hint_layer(document, line_node=None):
     return cands[0] if cands else None
 
 
+def unique_hint_name(document) -> str:
+    """"Hints", or "Hints 2", "Hints 3"... when that name is taken."""
+    taken = {n.name() for n, _ in krita_io.all_layers(document)}
+    name, i = HINTS_NAME, 2
+    while name in taken:
+        name, i = f"{HINTS_NAME} {i}", i + 1
+    return name
+
+
+def _ids(nodes):
+    return [krita_io.node_id(n) for n in nodes]
+
+
 def insert_below(parent, new_node, line_node):
-    """Add new_node to parent directly below line_node."""
+    """Add new_node to parent directly below line_node: one undo step, and
+    every other layer keeps its place."""
     siblings = parent.childNodes()          # bottom first
-    ids = [krita_io.node_id(n) for n in siblings]
+    ids = _ids(siblings)
     i = ids.index(krita_io.node_id(line_node))
     if i > 0:
         parent.addChildNode(new_node, siblings[i - 1])
         return
-    # Krita 5.1's addChildNode has no "at the bottom": add above the line art,
-    # then put the line art back on top of it.
-    parent.addChildNode(new_node, line_node)
-    order = parent.childNodes()
-    ids = [krita_io.node_id(n) for n in order]
-    if ids.index(krita_io.node_id(new_node)) != 0:
-        ln = order.pop(ids.index(krita_io.node_id(line_node)))
-        order.insert(ids.index(krita_io.node_id(new_node)), ln)
-        parent.setChildNodes(order)
+    # The line art is the bottom layer (a document opened from a PNG: "Background").
+    # Krita 5.1's addChildNode adds only above a layer or on top, so add on top (the
+    # one undo step), then rotate the stack until it reads new, line art, the rest:
+    # setChildNodes([bottom]) takes the bottom layer out and puts it back on top
+    # (Krita's setChildNodes only ever removes the first child; no undo step).  A
+    # rotation keeps the cyclic order, and with new_node on top that order is,
+    # cyclically, the wanted one.
+    parent.addChildNode(new_node, None)
+    want_ids = _ids([new_node, line_node] + siblings[1:])
+    for _ in range(len(want_ids)):
+        now = parent.childNodes()
+        if _ids(now) == want_ids:
+            break
+        parent.setChildNodes([now[0]])
+    if _ids(parent.childNodes()) != want_ids:
+        raise RuntimeError("Krita did not put the result layer below the line art")
 
 
 def check_size(rect, force: bool, verb: str = "colorize"):
@@ -149,6 +210,7 @@ class WorkerJob(QObject):
         self.mask = None
         self.notes = []           # "opaque": the line art hides what is below it
         self.reply = {}           # the worker's result header
+        self.report = {}          # what writing did beyond the new layer ("kept": an edited result's new name)
         self.node = None
         self.timings = {}
         self._prepared = False
@@ -217,6 +279,19 @@ class WorkerJob(QObject):
         self._disconnect()
         self.timings["worker"] = time.perf_counter() - self._t_sent
         self.reply = header
+        self._write_when_idle(header, payload)
+
+    def _write_when_idle(self, header, payload, waited_ms=0):
+        """Write once no brush stroke is running: with Auto the answer often
+        comes while the artist paints, and the layer stack must not change under
+        a stroke.  (tryBarrierLock fails while a stroke runs; released at once.)"""
+        doc = self.document
+        if waited_ms < IDLE_WAIT_MS and doc is not None:
+            if not doc.tryBarrierLock():
+                QTimer.singleShot(IDLE_POLL_MS, lambda: self._write_when_idle(header, payload,
+                                                                              waited_ms + IDLE_POLL_MS))
+                return
+            doc.unlock()
         try:
             t0 = time.perf_counter()
             self.node = self._write(header, payload)
@@ -270,7 +345,7 @@ class ColorizeJob(WorkerJob):
 
     def _write(self, header, payload):
         return write_result(self.document, self.line_node, payload, self.rect, self.mask,
-                            str(header.get("engine", "")))
+                            str(header.get("engine", "")), self.report)
 
 
 class LinesJob(WorkerJob):
@@ -313,15 +388,23 @@ class LinesJob(WorkerJob):
 
     def _write(self, header, payload):
         return write_lines(self.document, self.source_node, payload, self.rect, self.mask,
-                           str(header.get("engine", "")))
+                           str(header.get("engine", "")), self.report)
 
 
-def _write_layer(document, source, bgra: bytes, rect, mask, name: str, engine_label: str, kind: str, place):
+def _write_layer(document, source, bgra: bytes, rect, mask, name: str, engine_label: str, kind: str, place,
+                 report=None):
     """A new paint layer next to `source` (place(parent, new, source) puts it),
-    replacing our previous one of this kind.  Pixels are written before the
-    layer is added, so adding it is one undo step."""
+    replacing our previous one of this kind unless the artist painted on it:
+    then that one is kept, renamed "... (edited)".  Pixels are written before
+    the layer is added, and the old layer is removed before the new one is
+    added, so the first Ctrl+Z removes the new layer."""
     x, y, w, h = rect
-    old = replaceable_result(document, source, kind)
+    old, edited = previous_result(document, source, kind)
+    kept = None
+    if edited:
+        kept = edited_name(old.parentNode(), old.name())
+        old.setName(kept)
+        old = None
     doc_space = krita_io.color_space(document)
     if mask is not None:
         if old is not None:
@@ -337,39 +420,43 @@ def _write_layer(document, source, bgra: bytes, rect, mask, name: str, engine_la
         W, H = document.width(), document.height()
         new.setPixelData(old.pixelData(0, 0, W, H), 0, 0, W, H)
     krita_io.write_bgra8(new, bgra, rect, doc_space)
-    parent = source.parentNode()
+    digest = layer_digest(new)
     active = document.activeNode()
-    place(parent, new, source)
-    if active is not None:
-        document.setActiveNode(active)   # adding a layer activates it; the artist keeps their layer
     if old is not None:
         old.remove()
+    place(source.parentNode(), new, source)
+    if active is not None and krita_io.find_node(document, krita_io.node_id(active)) is not None:
+        document.setActiveNode(active)   # adding a layer activates it; the artist keeps their layer
     records = load_records(document, kind)
-    records[krita_io.node_id(source)] = {"result": krita_io.node_id(new), "name": name, "engine": engine_label}
+    records[krita_io.node_id(source)] = {"result": krita_io.node_id(new), "name": name, "engine": engine_label,
+                                         "digest": digest}
     save_records(document, records, kind)
     document.refreshProjection()
+    if report is not None and kept:
+        report["kept"] = kept    # the name the artist's edited result is kept under
     return new
 
 
-def write_result(document, line_node, bgra: bytes, rect, mask, engine_label: str):
+def write_result(document, line_node, bgra: bytes, rect, mask, engine_label: str, report=None):
     """Put the result in a new paint layer directly below the line art and
     retire our previous result for it.  Returns the new node."""
     if krita_io.find_node(document, krita_io.node_id(line_node)) is None:
         raise UserError("the line-art layer was removed while colorizing")
     return _write_layer(document, line_node, bgra, rect, mask, result_layer_name(engine_label), engine_label,
-                        "results", insert_below)
+                        "results", insert_below, report)
 
 
 def insert_above(parent, new_node, source):
     parent.addChildNode(new_node, source)
 
 
-def write_lines(document, source, bgra: bytes, rect, mask, engine_label: str = "Lines (XDoG)"):
+def write_lines(document, source, bgra: bytes, rect, mask, engine_label: str = "Lines (XDoG)", report=None):
     """Put extracted line art in a new paint layer directly above the source
     layer and retire our previous extraction from it.  Returns the new node."""
     if krita_io.find_node(document, krita_io.node_id(source)) is None:
         raise UserError("the layer was removed while extracting line art")
-    return _write_layer(document, source, bgra, rect, mask, LINES_NAME, engine_label, LINES_RECORDS, insert_above)
+    return _write_layer(document, source, bgra, rect, mask, LINES_NAME, engine_label, LINES_RECORDS, insert_above,
+                        report)
 
 
 def set_multiply(line_node):

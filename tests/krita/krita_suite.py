@@ -563,6 +563,92 @@ def s_lines16():
     return out
 
 
+def ids_names(parent):
+    return [(krita_io.node_id(n), n.name()) for n in parent.childNodes()]
+
+
+def paint_square(node, x, y, size, rgb):
+    """A hand-painted fix: size x size opaque pixels at (x, y) (sRGB, into the node's color space)."""
+    px = bytes((rgb[2], rgb[1], rgb[0], 255)) * (size * size)
+    node.setPixelData(QByteArray(krita_io.convert_bytes(px, size, size, krita_io.SRGB8,
+                                                       krita_io.color_space(node))), x, y, size, size)
+
+
+def s_policy():
+    """Layer policy on a document opened from a PNG (the line art is its only,
+    bottom layer), deeper stacks, groups, engine switches, Multiply; edited results kept."""
+    out = {}
+    doc = Krita.instance().openDocument(CFG["lineart_png"])
+    w, h = doc.width(), doc.height()
+    root = doc.rootNode()
+    line = root.childNodes()[0]
+    out["opened"] = siblings(line)
+    hints = doc.createNode("Hints", "paintlayer")
+    root.addChildNode(hints, line)                  # what the docker's New does
+    put(hints, dots(w, h, {(200, 110): RED, (470, 480): BLUE, (800, 600): (90, 170, 70)}), w, h)
+    doc.setActiveNode(hints)
+    line_before = raw_hash(line, doc)
+    runs = []
+    for _ in range(4):
+        res = krita_alac.colorize(doc, line, hints, engine="flats", timeout=120)
+        runs.append({"order": siblings(line), "active": doc.activeNode().name() if doc.activeNode() else None,
+                     "result_below": place(res, line)["directly_below"]})
+    out["runs"] = runs
+    out["line_unchanged"] = line_before == raw_hash(line, doc)
+    # The artist paints a 20x20 fix onto the result: it survives every re-run.
+    paint_square(res, 600, 620, 20, (250, 0, 250))
+    fixed_id = krita_io.node_id(res)
+    edits = []
+    for _ in range(3):
+        krita_alac.colorize(doc, line, hints, engine="flats", timeout=120)
+        kept = krita_io.find_node(doc, fixed_id)
+        edits.append({"order": siblings(line), "kept": kept is not None,
+                      "kept_name": kept.name() if kept else None,
+                      "fix": rgb_at(read8(kept, doc), w, 610, 630) if kept else None,
+                      "active": doc.activeNode().name() if doc.activeNode() else None,
+                      "report": dict(krita_api.colorize.last_job.report)})
+    out["edits"] = edits
+    # Engine switch: the AlacGAN result replaces our (untouched) Flats.
+    krita_alac.colorize(doc, line, hints, engine=CFG["onnx"], size=256, timeout=300)
+    out["switch_order"] = siblings(line)
+    # Line art set to Multiply, then back to flats.
+    krita_api.set_multiply(line)
+    krita_alac.colorize(doc, line, hints, engine="flats", timeout=120)
+    out["multiply_order"] = siblings(line)
+    out["multiply_blending"] = line.blendingMode()
+    out["active_end"] = doc.activeNode().name() if doc.activeNode() else None
+    doc.setModified(False)
+    doc.close()
+
+    # A deeper stack with the line art at the bottom: the artist's layers keep their order and ids.
+    doc = new_doc(256, 256)
+    root = doc.rootNode()
+    lines = root.childNodes()[0]
+    lines.setName("Lines")
+    put(lines, box_lines(256, 256, [(60, 60, 190, 190)]), 256, 256)
+    for name in ("Shade", "Notes", "Hints"):
+        add_layer(doc, name)
+    hints = [n for n in root.childNodes() if n.name() == "Hints"][0]
+    put(hints, dots(256, 256, {(120, 120): RED, (20, 20): BLUE}), 256, 256)
+    doc.setActiveNode([n for n in root.childNodes() if n.name() == "Notes"][0])
+    before = ids_names(root)
+    res = krita_alac.colorize(doc, lines, hints, engine="flats", timeout=120)
+    after = ids_names(root)
+    out["deep"] = {"order": [n for _, n in after], "others_kept": after[1:] == before,
+                   "active": doc.activeNode().name() if doc.activeNode() else None, "inside": rgb_at(read8(res, doc), 256, 120, 140)}
+    # Line art at the bottom of a group with a layer above it inside the group.
+    group = doc.createGroupLayer("Inks")
+    root.addChildNode(group, hints)
+    glines = add_layer(doc, "Lines 2", parent=group)
+    add_layer(doc, "Inks top", parent=group, above=glines)
+    put(glines, box_lines(256, 256, [(60, 60, 190, 190)]), 256, 256)
+    root_before = ids_names(root)
+    krita_alac.colorize(doc, glines, hints, engine="flats", timeout=120)
+    out["group"] = {"children": siblings(glines), "root_kept": ids_names(root) == root_before}
+    doc.close()
+    return out
+
+
 SCENARIOS = {name[2:]: fn for name, fn in globals().items() if name.startswith("s_")}
 
 
