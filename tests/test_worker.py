@@ -9,7 +9,7 @@ import pytest
 
 class Worker:
     def __init__(self, env=None):
-        self.p = subprocess.Popen([sys.executable, "-m", "krita_alac.worker"], stdin=subprocess.PIPE,
+        self.p = subprocess.Popen([sys.executable, "-m", "krita_alac.engine.worker"], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         self.ready = self.read()
 
@@ -93,6 +93,68 @@ def test_user_errors_keep_the_worker_serving(worker):
     assert worker.answer()["message"] == "unknown op 'nope'"
     worker.send({"op": "ping", "id": 5})
     assert worker.answer() == {"type": "pong", "id": 5}
+    worker.close()
+
+
+def test_bad_requests_never_desynchronise_the_stream(worker):
+    """Every announced byte is read before the header is checked: each bad
+    request gets its error and the good one after it a correct result."""
+    lines, hints = scene()
+    bad = [
+        ({"width": 81}, "lines: expected 19440 bytes for 81x60, got 19200"),
+        ({"format": "XYZ8"}, "unknown pixel format 'XYZ8'"),
+        ({"width": -5}, "width and height must be positive whole numbers, got -5x60"),
+        ({"height": "60"}, "width and height must be positive whole numbers, got 80x'60'"),
+        ({"width": 70000, "height": 70000}, "canvas 70000x70000 is too large"),
+        ({"hints": 99}, "hints: expected 19200 bytes for 80x60, got 99"),
+        ({"hints_rect": [70, 0, 20, 10]}, "hints_rect [70, 0, 20, 10] does not lie inside the 80x60 canvas"),
+    ]
+    for i, (change, message) in enumerate(bad):
+        header = {"op": "colorize", "id": 10 + i, "width": 80, "height": 60, "format": "BGRA8",
+                  "lines": lines.nbytes, "hints": hints.nbytes, "engine": "flats", **change}
+        worker.send(header, bgra(lines), b"\x07" * header["hints"])
+        m = worker.answer()
+        assert m["type"] == "error" and m["id"] == 10 + i and m["kind"] == "user", m
+        assert m["message"].startswith(message), m
+        worker.send({"op": "colorize", "id": 50 + i, "width": 80, "height": 60, "format": "BGRA8",
+                     "lines": lines.nbytes, "hints": hints.nbytes, "engine": "flats"}, bgra(lines), bgra(hints))
+        m = worker.answer()
+        assert m["type"] == "result" and m["id"] == 50 + i, m
+        out = np.frombuffer(m["payload"], np.uint8).reshape(60, 80, 4)
+        assert tuple(out[30, 5]) == (20, 10, 250, 255) and tuple(out[30, 75]) == (250, 20, 10, 255)
+    worker.close()
+
+
+def test_unreadable_byte_count_ends_the_worker_with_an_error(worker):
+    worker.send({"op": "colorize", "id": 9, "width": 80, "height": 60, "lines": "lots"})
+    m = worker.answer()
+    assert m == {"type": "error", "id": 9, "kind": "internal",
+                 "message": "malformed request: 'lines' must be a byte count, got 'lots'"}
+    assert worker.p.wait(timeout=30) == 2
+
+
+def test_line_art_kept_by_digest_files_and_cropped_hints(worker, tmp_path):
+    lines, hints = scene()
+    # Without the line art and with a digest it does not hold: the worker asks for it.
+    worker.send({"op": "colorize", "id": 1, "width": 80, "height": 60, "lines": 0, "lines_digest": "abc",
+                 "hints": hints.nbytes, "engine": "flats"}, bgra(hints))
+    assert worker.answer() == {"type": "need_lines", "id": 1}
+    # The line art in a file, the result into a file.
+    path, out_path = tmp_path / "lines.bgra", tmp_path / "result.bgra"
+    path.write_bytes(bgra(lines))
+    worker.send({"op": "colorize", "id": 2, "width": 80, "height": 60, "lines": 0, "lines_file": str(path),
+                 "lines_digest": "abc", "hints": hints.nbytes, "engine": "flats", "result_file": str(out_path)},
+                bgra(hints))
+    m = worker.answer()
+    assert m["type"] == "result" and m["file"] == str(out_path) and m["bytes"] == 0
+    first = out_path.read_bytes()
+    path.unlink()
+    # Same digest, no line art, hints cropped to their bounds (rows 10..19, columns 10..69).
+    crop = np.ascontiguousarray(hints[10:20, 10:70])
+    worker.send({"op": "colorize", "id": 3, "width": 80, "height": 60, "lines": 0, "lines_digest": "abc",
+                 "hints": crop.nbytes, "hints_rect": [10, 10, 60, 10], "engine": "flats"}, bgra(crop))
+    m = worker.answer()
+    assert m["type"] == "result" and m["payload"] == first
     worker.close()
 
 

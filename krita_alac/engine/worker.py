@@ -1,48 +1,75 @@
 """The inference worker: `python -m krita_alac.engine.worker`, one per Krita session.
 
 It runs in its own Python environment, so a crash or out-of-memory here never
-touches Krita.  It keeps the model loaded and the sketch features of the last
-line art cached between requests.
+touches Krita.  It keeps the model loaded, the sketch features of the last
+line art cached, and the last line art itself (so the plugin can skip
+sending unchanged line art).
 
 Wire format (both directions): one JSON header line, then the raw bytes the
 header announces.
 
   -> {"op": "colorize", "id": 7, "width": W, "height": H, "format": "BGRA8"|"RGBA8",
-      "lines": nbytes, "hints": nbytes|0, "engine": ..., "size": ..., ...request fields}
+      "lines": nbytes, "hints": nbytes|0, "engine": ..., "size": ..., ...request fields,
+      optional: "lines_file": path       line art in a file instead of inline (then "lines": 0)
+                "lines_digest": str      names the line art; with no line art attached the
+                                         worker uses the one it last got under this digest
+                "hints_file": path       hints in a file instead of inline
+                "hints_rect": [x, y, w, h]  the hints cover only this part of the canvas
+                "result_file": path      write the result pixels there, not inline}
      <lines bytes><hints bytes>
   -> {"op": "lines", "id": 8, "width": W, "height": H, "format": ..., "image": nbytes,
-      "thickness": 1.0, "transparent": true, "method": "xdog"}
+      "thickness": 1.0, "transparent": true, "method": "xdog", optional "image_file", "result_file"}
      <image bytes>                                   (answered with a "result" like colorize)
   -> {"op": "ping"} | {"op": "info"} | {"op": "quit"}
 
   <- {"type": "ready", "version": ..., "pid": ...}           once, at start
   <- {"type": "progress", "id": 7, "value": 0.5, "text": "colors"}
   <- {"type": "result", "id": 7, "width": W, "height": H, "format": ..., "bytes": n,
-      "engine": ..., "device": ..., "seconds": ..., "cached": bool, "warnings": [...]}
+      "engine": ..., "device": ..., "seconds": ..., "cached": bool, "warnings": [...],
+      "file": path (when the request named a result_file; then "bytes" is 0)}
      <n bytes of pixels, same format as the request>
+  <- {"type": "need_lines", "id": 7}     the worker does not hold the line art of that digest:
+                                         send the same request again with the line art
   <- {"type": "error", "id": 7, "message": "one line", "kind": "user"|"internal"|"memory"}
   <- {"type": "pong"} | {"type": "info", ...}
+
+Every byte a header announces is read before anything in the header is
+checked, so a bad request is answered with an error and the next one is read
+from the right place.  Only a header whose byte counts cannot be read at all
+ends the worker (the stream position is then unknown; the plugin starts a new one).
 """
 from __future__ import annotations
 
 import json
 import os
 import sys
+import time
 import traceback
+
+import numpy as np
 
 from .limits import MAX_CANVAS_PIXELS
 
 PIXEL_FORMATS = ("BGRA8", "RGBA8")
 REQUEST_FIELDS = ("engine", "size", "raw", "backend", "device", "i2v", "snap", "fill", "gap")
+PAYLOAD_KEYS = ("lines", "hints", "image")     # inline payloads, in this order on the wire
+DISCARD_CHUNK = 1 << 20
+# Tests only: seconds to wait before each job's computation, so that a test can
+# act (kill, cancel, stop) while the worker is certainly busy.
+PAUSE_ENV = "KRITA_ALAC_WORKER_PAUSE"
+
+
+class ProtocolError(Exception):
+    """The stream cannot be followed any more (unreadable byte counts)."""
 
 
 class Channel:
     def __init__(self, rin, wout):
         self.rin, self.wout = rin, wout
 
-    def send(self, header: dict, payload: bytes = b""):
+    def send(self, header: dict, payload=b""):
         self.wout.write(json.dumps(header, separators=(",", ":")).encode() + b"\n")
-        if payload:
+        if len(payload):
             self.wout.write(payload)
         self.wout.flush()
 
@@ -52,83 +79,225 @@ class Channel:
             return None
         return json.loads(line)
 
-    def read_exact(self, n: int) -> bytes:
-        chunks, left = [], n
-        while left:
-            b = self.rin.read(left)
+    def read_into(self, buf) -> None:
+        """Fill a writable buffer (a numpy array's memory: no intermediate copies)."""
+        view = memoryview(buf).cast("B")
+        got = 0
+        while got < len(view):
+            n = self.rin.readinto(view[got:])
+            if not n:
+                raise EOFError("input closed in the middle of a request")
+            got += n
+
+    def discard(self, n: int) -> None:
+        while n > 0:
+            b = self.rin.read(min(n, DISCARD_CHUNK))
             if not b:
                 raise EOFError("input closed in the middle of a request")
-            chunks.append(b)
-            left -= len(b)
-        return b"".join(chunks)
+            n -= len(b)
 
 
-def _pixels(chan, msg, key):
-    import numpy as np
+def payload_sizes(msg) -> dict:
+    sizes = {}
+    for k in PAYLOAD_KEYS:
+        v = msg.get(k) or 0
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ProtocolError(f"malformed request: {k!r} must be a byte count, got {v!r}")
+        sizes[k] = v
+    return sizes
+
+
+def _dims(msg):
+    """(width, height, rect of each payload) or a UserError message; nothing raised."""
+    w, h = msg.get("width"), msg.get("height")
+    if isinstance(w, bool) or isinstance(h, bool) or not isinstance(w, int) or not isinstance(h, int) \
+            or w <= 0 or h <= 0:
+        return None, f"width and height must be positive whole numbers, got {w!r}x{h!r}"
+    if w * h > MAX_CANVAS_PIXELS:
+        side = int(MAX_CANVAS_PIXELS ** 0.5)
+        return None, f"canvas {w}x{h} is too large: the limit is {MAX_CANVAS_PIXELS} pixels ({side}x{side})"
+    rects = {"lines": (0, 0, w, h), "image": (0, 0, w, h), "hints": (0, 0, w, h)}
+    hr = msg.get("hints_rect")
+    if hr is not None:
+        ok = (isinstance(hr, list) and len(hr) == 4 and all(isinstance(v, int) and not isinstance(v, bool)
+                                                              for v in hr))
+        if not ok or hr[2] <= 0 or hr[3] <= 0 or hr[0] < 0 or hr[1] < 0 or hr[0] + hr[2] > w or hr[1] + hr[3] > h:
+            return None, f"hints_rect {hr!r} does not lie inside the {w}x{h} canvas"
+        rects["hints"] = tuple(hr)
+    return (w, h, rects), None
+
+
+def read_payloads(chan, msg) -> dict:
+    """Read every inline payload the header announces, then check it.
+
+    Returns {key: H x W x 4 uint8 array (RGBA order) or None}.  A payload of
+    the wrong size is read and dropped (never allocated), then refused."""
     from .errors import UserError
-    n = int(msg.get(key) or 0)
-    if n == 0:
-        return None
-    buf = chan.read_exact(n)
-    w, h = int(msg["width"]), int(msg["height"])
-    if n != w * h * 4:
-        raise UserError(f"{key}: expected {w * h * 4} bytes for {w}x{h}, got {n}")
-    a = np.frombuffer(buf, np.uint8).reshape(h, w, 4)
-    return a[..., [2, 1, 0, 3]] if msg.get("format", "BGRA8") == "BGRA8" else a
+    sizes = payload_sizes(msg)
+    dims, problem = _dims(msg)
+    fmt = msg.get("format", "BGRA8")
+    if problem is None and fmt not in PIXEL_FORMATS:
+        problem = f"unknown pixel format {fmt!r}"
+    out = {}
+    for k in PAYLOAD_KEYS:
+        n = sizes[k]
+        if n == 0:
+            out[k] = None
+            continue
+        rw, rh = (dims[2][k][2], dims[2][k][3]) if dims else (0, 0)
+        if problem is not None or n != rw * rh * 4:
+            chan.discard(n)
+            if problem is None:
+                problem = f"{k}: expected {rw * rh * 4} bytes for {rw}x{rh}, got {n}"
+            continue
+        a = np.empty((rh, rw, 4), np.uint8)
+        chan.read_into(a)
+        out[k] = a
+    if problem is not None:
+        raise UserError(problem)
+    for k in PAYLOAD_KEYS:
+        path = msg.get(f"{k}_file")
+        if path:
+            if out[k] is not None:
+                raise UserError(f"{k} sent both inline and as a file")
+            rw, rh = dims[2][k][2], dims[2][k][3]
+            out[k] = _read_file(path, rw, rh, k)
+    for k, a in out.items():
+        if a is not None and fmt == "BGRA8":
+            swap_red_blue(a)
+    return out
 
 
-def handle_colorize(chan, engines, msg):
-    import numpy as np
+def _read_file(path, w, h, what):
+    from .errors import UserError
+    try:
+        size = os.path.getsize(path)
+    except OSError as e:
+        raise UserError(f"cannot read the {what} file: {e}")
+    if size != w * h * 4:
+        raise UserError(f"{what}: expected {w * h * 4} bytes for {w}x{h}, the file has {size}")
+    return np.fromfile(path, np.uint8).reshape(h, w, 4)
+
+
+def swap_red_blue(a, rows: int = 256):
+    """BGRA <-> RGBA in place, a band of rows at a time (a whole-array fancy index would copy)."""
+    for y in range(0, a.shape[0], rows):
+        band = a[y:y + rows]
+        tmp = band[..., 0].copy()
+        band[..., 0] = band[..., 2]
+        band[..., 2] = tmp
+
+
+def _bands(a, fmt, rows: int = 256):
+    """The pixels in the request's byte order, a band of rows at a time: the
+    result array is neither copied whole nor changed (an engine may keep it)."""
+    for y in range(0, a.shape[0], rows):
+        band = a[y:y + rows]
+        if fmt == "BGRA8":
+            band = band[..., [2, 1, 0, 3]]
+        yield memoryview(np.ascontiguousarray(band)).cast("B")
+
+
+def send_pixels(chan, msg, header: dict, rgba):
+    """Answer with `rgba`, inline or in the result file the request named."""
+    from .errors import UserError
+    fmt = msg.get("format", "BGRA8")
+    path = msg.get("result_file")
+    if path:
+        tmp = f"{path}.part"
+        try:
+            with open(tmp, "wb") as f:
+                for b in _bands(rgba, fmt):
+                    f.write(b)
+            os.replace(tmp, path)
+        except OSError as e:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise UserError(f"cannot write the result file: {e}")
+        chan.send(dict(header, format=fmt, bytes=0, file=path))
+    else:
+        chan.send(dict(header, format=fmt, bytes=int(rgba.nbytes)))
+        for b in _bands(rgba, fmt):
+            chan.wout.write(b)
+        chan.wout.flush()
+
+
+class LinesCache:
+    """The line art of the last request, by the digest the plugin gave it."""
+
+    def __init__(self):
+        self.digest, self.lines = None, None
+
+    def put(self, digest, lines):
+        self.digest, self.lines = (digest, lines) if digest else (None, None)
+
+    def get(self, digest):
+        return self.lines if digest and digest == self.digest else None
+
+
+def _pause():
+    try:
+        t = float(os.environ.get(PAUSE_ENV) or 0)
+    except ValueError:
+        t = 0
+    if t > 0:
+        time.sleep(t)
+
+
+def handle_colorize(chan, engines, msg, cache=None):
     from .errors import UserError
     from .request import ColorizeRequest
     rid = msg.get("id")
-    fmt = msg.get("format", "BGRA8")
-    # Read the whole payload first so the stream stays in step even on bad input.
-    w, h = int(msg.get("width", 0)), int(msg.get("height", 0))
-    lines = _pixels(chan, msg, "lines")
-    hints = _pixels(chan, msg, "hints")
-    if fmt not in PIXEL_FORMATS:
-        raise UserError(f"unknown pixel format {fmt!r}")
-    if lines is None or w <= 0 or h <= 0:
+    p = read_payloads(chan, msg)
+    w, h = msg["width"], msg["height"]
+    digest = msg.get("lines_digest")
+    cache = cache if cache is not None else LinesCache()
+    lines = p["lines"]
+    if lines is None and digest:
+        lines = cache.get(digest)
+        if lines is None:
+            chan.send({"type": "need_lines", "id": rid})
+            return
+    elif lines is not None:
+        cache.put(digest, lines)
+    if lines is None:
         raise UserError("the line-art layer is empty")
-    if w * h > MAX_CANVAS_PIXELS:
-        raise UserError(f"canvas {w}x{h} is too large")
+    hints = p["hints"]
+    if hints is not None and msg.get("hints_rect") is not None:
+        x, y, rw, rh = msg["hints_rect"]
+        full = np.zeros((h, w, 4), np.uint8)
+        full[y:y + rh, x:x + rw] = hints
+        hints = full
     kw = {k: msg[k] for k in REQUEST_FIELDS if k in msg and msg[k] is not None}
-    req = ColorizeRequest(lines=np.ascontiguousarray(lines), hints=hints, **kw)
+    req = ColorizeRequest(lines=lines, hints=hints, **kw)
 
     def progress(value, text):
         chan.send({"type": "progress", "id": rid, "value": round(float(value), 3), "text": text})
 
+    progress(0.0, "starting")
+    _pause()
     res = engines.colorize(req, progress)
-    out = res.rgba if fmt == "RGBA8" else res.rgba[..., [2, 1, 0, 3]]
-    payload = np.ascontiguousarray(out).tobytes()
-    chan.send({"type": "result", "id": rid, "width": w, "height": h, "format": fmt, "bytes": len(payload),
-               "engine": res.engine, "device": res.device, "seconds": round(res.seconds, 4),
-               "cached": res.cached, "warnings": res.warnings}, payload)
+    send_pixels(chan, msg, {"type": "result", "id": rid, "width": w, "height": h, "engine": res.engine,
+                            "device": res.device, "seconds": round(res.seconds, 4), "cached": res.cached,
+                            "warnings": res.warnings}, res.rgba)
 
 
 def handle_lines(chan, msg):
     """Line art from a colored layer (XDoG): answered like a colorize result."""
-    import time
-    import numpy as np
     from .errors import UserError
     from .lines import extract_lines
     rid = msg.get("id")
-    fmt = msg.get("format", "BGRA8")
-    image = _pixels(chan, msg, "image")
-    if fmt not in PIXEL_FORMATS:
-        raise UserError(f"unknown pixel format {fmt!r}")
+    image = read_payloads(chan, msg)["image"]
     if image is None:
         raise UserError("the layer is empty: nothing to extract lines from")
+    chan.send({"type": "progress", "id": rid, "value": 0.0, "text": "starting"})
+    _pause()
     t0 = time.perf_counter()
-    out = extract_lines(np.ascontiguousarray(image), msg.get("method", "xdog"), float(msg.get("thickness", 1.0)),
+    out = extract_lines(image, msg.get("method", "xdog"), float(msg.get("thickness", 1.0)),
                         transparent=bool(msg.get("transparent", True)))
-    if fmt == "BGRA8":
-        out = out[..., [2, 1, 0, 3]]
-    payload = np.ascontiguousarray(out).tobytes()
-    chan.send({"type": "result", "id": rid, "width": int(msg["width"]), "height": int(msg["height"]),
-               "format": fmt, "bytes": len(payload), "engine": "Lines (XDoG)", "device": "CPU",
-               "seconds": round(time.perf_counter() - t0, 4), "cached": False, "warnings": []}, payload)
+    send_pixels(chan, msg, {"type": "result", "id": rid, "width": msg["width"], "height": msg["height"],
+                            "engine": "Lines (XDoG)", "device": "CPU",
+                            "seconds": round(time.perf_counter() - t0, 4), "cached": False, "warnings": []}, out)
 
 
 def info():
@@ -151,6 +320,7 @@ def serve(rin, wout) -> int:
     from .errors import UserError
     chan = Channel(rin, wout)
     engines = Engines()
+    cache = LinesCache()
     chan.send({"type": "ready", "version": __version__, "pid": os.getpid()})
     while True:
         try:
@@ -160,18 +330,29 @@ def serve(rin, wout) -> int:
             return 2
         if msg is None or msg.get("op") == "quit":
             return 0
+        if not isinstance(msg, dict):
+            chan.send({"type": "error", "id": None, "message": "malformed request header", "kind": "internal"})
+            return 2
         op = msg.get("op")
         try:
             if op == "colorize":
-                handle_colorize(chan, engines, msg)
+                handle_colorize(chan, engines, msg, cache)
             elif op == "lines":
                 handle_lines(chan, msg)
-            elif op == "ping":
-                chan.send({"type": "pong", "id": msg.get("id")})
-            elif op == "info":
-                chan.send({**info(), "id": msg.get("id")})
             else:
-                chan.send({"type": "error", "id": msg.get("id"), "message": f"unknown op {op!r}", "kind": "internal"})
+                payload_sizes(msg)   # nothing is read for these: a payload here breaks the stream
+                if any(msg.get(k) for k in PAYLOAD_KEYS):
+                    raise ProtocolError(f"op {op!r} takes no payload")
+                if op == "ping":
+                    chan.send({"type": "pong", "id": msg.get("id")})
+                elif op == "info":
+                    chan.send({**info(), "id": msg.get("id")})
+                else:
+                    chan.send({"type": "error", "id": msg.get("id"), "message": f"unknown op {op!r}",
+                               "kind": "internal"})
+        except ProtocolError as e:
+            chan.send({"type": "error", "id": msg.get("id"), "message": str(e), "kind": "internal"})
+            return 2
         except UserError as e:
             chan.send({"type": "error", "id": msg.get("id"), "message": str(e), "kind": "user"})
         except MemoryError:
