@@ -74,3 +74,25 @@ def test_line_precision_recall_with_tolerance():
     half[25, 25:] = False                         # finds half the line, nothing false
     p, r = score(half, true, 1.0)
     assert p == 1.0 and abs(r - 0.5) < 0.05
+
+
+def test_xdog_sees_edges_between_colors_of_similar_lightness():
+    """Sky blue against green (about the same luminance): luminance alone sees no edge."""
+    a = np.full((120, 160, 4), 255, np.uint8)
+    a[:60, :, :3] = (110, 170, 240)       # sky
+    a[60:, :, :3] = (90, 170, 70)         # hills
+    a[20:40, 100:140, :3] = (255, 205, 40)  # sun (lighter, yellow)
+    ink = extract_lines(a)[..., 3] >= 128
+    assert ink[57:63, 5:95].any(axis=0).all()          # the horizon, everywhere along it
+    assert ink[17:23, 105:135].any(axis=0).all() and ink[25:35, 97:103].any(axis=1).all()   # the sun's border
+    assert not ink[5:15, 5:90].any() and not ink[75:115, 5:155].any()   # flat colors: no ink
+    # One line, not a double edge: at most 3 px of ink across the horizon.
+    assert ink[50:70, 50].sum() <= 3
+
+
+def test_bench_examples_recovers_every_color_edge(capsys):
+    from bench.lines_quality import main as bench_main
+    bench_main(["--examples"])
+    out = capsys.readouterr().out.strip().splitlines()[-1]
+    n = int(out.split()[1])
+    assert out.startswith(f"examples: {n} color boundaries, {n} recovered"), out

@@ -4,6 +4,11 @@ XDoG (Winnemöller et al. 2012) compares a slightly blurred image with a more
 blurred one: D = G_sigma(I) - tau * G_(k*sigma)(I).  Where D drops below eps
 the pixel is darker than its surroundings, i.e. on a line; a soft threshold
 1 + tanh(phi * (D - eps)) keeps the line edges anti-aliased.
+
+I is the perceptual lightness L* (CIELAB), not luminance, and edges between
+flat colors of similar lightness (sky blue against green hills) are found from
+the CIELAB color difference: where the Lab image changes by more than
+`color_edge` ΔE per pixel, a line is drawn on the darker side of the edge.
 """
 from __future__ import annotations
 
@@ -13,7 +18,6 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .errors import UserError
-from .imaging import luminance
 
 METHODS = ("xdog",)
 
@@ -23,8 +27,9 @@ class XDoGParams:
     sigma: float = 0.8      # inner blur (pixels); line thickness grows with it
     k: float = 2.0          # outer blur = k * sigma; larger k gives thicker, bolder lines
     tau: float = 0.95
-    eps: float = -0.01      # on luminance in [0, 1]
+    eps: float = -0.005     # on lightness L*/100 in [0, 1]
     phi: float = 200.0      # softness of the threshold: large = hard, binary lines
+    color_edge: float = 5.0  # CIELAB ΔE per pixel above which a color edge is a line (0: off)
 
     @classmethod
     def for_thickness(cls, thickness: float) -> "XDoGParams":
@@ -81,6 +86,87 @@ def xdog_darkness(gray: np.ndarray, p: XDoGParams = XDoGParams()) -> np.ndarray:
     return d
 
 
+LAB_BITS = 6   # the RGB -> CIELAB table has (2^6)^3 entries: ΔE error ~1, far below an edge
+
+
+def _lab_table() -> np.ndarray:
+    """CIELAB (L*, a*, b*) of every sRGB color quantized to LAB_BITS per channel, float32."""
+    n = 1 << LAB_BITS
+    c = (np.arange(n, dtype=np.float64) * 255 / (n - 1)) / 255.0
+    lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    r, g, b = np.meshgrid(lin, lin, lin, indexing="ij")
+    rgb = np.stack([r.ravel(), g.ravel(), b.ravel()], 1)
+    m = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
+    xyz = rgb @ m.T / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > 0.008856, np.cbrt(xyz), xyz * 7.787 + 16 / 116)
+    lab = np.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], 1)
+    return lab.astype(np.float32)
+
+
+_LAB = []
+
+
+def lab_on_white(rgba: np.ndarray):
+    """CIELAB (L* 0..100, a*, b*) of sRGB RGBA 8-bit composited over white paper:
+    three float32 arrays."""
+    if not _LAB:
+        _LAB.append(_lab_table())
+    shift = 8 - LAB_BITS
+    idx = np.zeros(rgba.shape[:2], np.int32)
+    alpha = rgba[..., 3]
+    for c in range(3):
+        ch = rgba[..., c]
+        if alpha.min() < 255:   # over white: 255 - a * (255 - c) / 255
+            ch = 255 - ((255 - ch.astype(np.uint16)) * alpha + 127) // 255
+        idx <<= LAB_BITS
+        idx |= ch >> shift
+    table = _LAB[0]
+    return tuple(np.take(table[:, i], idx) for i in range(3))
+
+
+def color_edge_darkness(lab, p: XDoGParams) -> np.ndarray:
+    """Ink in [0, 1] on the darker side of steep color edges: the CIELAB
+    difference across each pixel (its two neighbours, both axes), per pixel
+    of distance, against p.color_edge."""
+    lstar = lab[0]
+    mag = np.zeros(lstar.shape, np.float32)
+    d = np.zeros_like(mag)
+    for ch in lab:
+        np.subtract(ch[2:], ch[:-2], out=d[1:-1])
+        d[1:-1] *= d[1:-1]
+        mag[1:-1] += d[1:-1]
+        np.subtract(ch[:, 2:], ch[:, :-2], out=d[:, 1:-1])
+        d[:, 1:-1] *= d[:, 1:-1]
+        mag[:, 1:-1] += d[:, 1:-1]
+    np.sqrt(mag, out=mag)
+    mag *= np.float32(0.5 / p.color_edge)   # two pixels apart; in units of the threshold
+    mag -= np.float32(1.0)
+    np.clip(mag, 0.0, 1.0, out=mag)
+    # Only the darker side gets the line: at or below its four neighbours' mean lightness.
+    m = d
+    m[...] = 0
+    m[1:] += lstar[:-1]
+    m[:-1] += lstar[1:]
+    m[:, 1:] += lstar[:, :-1]
+    m[:, :-1] += lstar[:, 1:]
+    m[0] += lstar[0]
+    m[-1] += lstar[-1]
+    m[:, 0] += lstar[:, 0]
+    m[:, -1] += lstar[:, -1]
+    m *= np.float32(0.25)
+    mag *= lstar <= m
+    return mag
+
+
+def picture_darkness(rgba: np.ndarray, p: XDoGParams) -> np.ndarray:
+    """Ink in [0, 1]: XDoG on L*, and the steep color edges."""
+    lab = lab_on_white(rgba)
+    ink = xdog_darkness(lab[0] * np.float32(0.01), p)
+    if p.color_edge > 0:
+        np.maximum(ink, color_edge_darkness(lab, p), out=ink)
+    return ink
+
+
 def extract_lines(rgba: np.ndarray, method: str = "xdog", thickness: float = 1.0,
                   transparent: bool = True) -> np.ndarray:
     """RGBA line art (H x W x 4 uint8): black lines on transparency or on white."""
@@ -90,7 +176,7 @@ def extract_lines(rgba: np.ndarray, method: str = "xdog", thickness: float = 1.0
         raise UserError("the picture must be an RGBA 8-bit image")
     if min(rgba.shape[:2]) < 3:
         raise UserError("the picture is too small to extract lines from")
-    ink = xdog_darkness(luminance(rgba), XDoGParams.for_thickness(thickness))
+    ink = picture_darkness(rgba, XDoGParams.for_thickness(thickness))
     a = np.clip(ink * 255.0 + 0.5, 0, 255).astype(np.uint8)
     out = np.zeros(rgba.shape, np.uint8)
     if transparent:
