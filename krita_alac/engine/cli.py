@@ -99,6 +99,9 @@ def _check_output(path):
 
 
 def cmd_convert(args):
+    # Checked first, so that a missing extra is said before a long load.
+    import onnxscript  # noqa: F401
+    import torch  # noqa: F401
     from ..convert.checkpoints import load_alacgan
     from ..convert.onnx_export import export_onnx
     _check_output(args.output)
@@ -132,22 +135,23 @@ def cmd_colorize(args):
 def cmd_flats(args):
     import numpy as np
     from .flats import compute_flats
-    from .imaging import write_png
+    from .imaging import write_outputs
     _check_output(args.output)
+    if args.labels:
+        _check_output(args.labels)
     lines, hints = _read_pair(args)
     f = compute_flats(lines, hints, args.gap, fill=args.fill)
     for w in f.warnings:
         print(f"{PROG}: note: {w}", file=sys.stderr)
-    write_png(args.output, f.rgba)
+    outs = [(args.output, f.rgba)]
     if args.labels:
-        _check_output(args.labels)
         if args.labels.endswith(".npy"):
-            np.save(args.labels, f.labels)
+            outs.append((args.labels, f.labels))
+        elif f.labels.max() > 65535:
+            raise UserError("more than 65535 regions: write the region map as .npy")
         else:
-            from PIL import Image
-            if f.labels.max() > 65535:
-                raise UserError("more than 65535 regions: write the region map as .npy")
-            Image.fromarray(f.labels.astype(np.uint16)).save(args.labels)
+            outs.append((args.labels, f.labels.astype(np.uint16)))
+    write_outputs(outs)     # both or neither
     print(f"{int(f.labels.max())} regions, gap {f.gap:g} px -> {args.output}")
 
 
@@ -200,12 +204,34 @@ COMMANDS = {"convert": cmd_convert, "colorize": cmd_colorize, "flats": cmd_flats
             "info": cmd_info}
 
 
+# Optional modules and the pip command that brings each.
+EXTRAS = {"torch": "torch", "onnxscript": "torch", "safetensors": "torch", "h5py": "torch",
+          "hintauc": "bench", "skimage": "bench", "torchmetrics": "bench"}
+
+
+def missing_module_message(e: ModuleNotFoundError) -> str | None:
+    """One line naming what to install, for a module the package does not always have."""
+    top = (e.name or "").split(".")[0]
+    if top in EXTRAS:
+        extra = EXTRAS[top]
+        return f"this needs the {extra} extra ({top} is not installed): pip install 'krita-alac[{extra}]'"
+    if top in ("numpy", "scipy", "PIL", "onnx", "onnxruntime"):
+        return f"{top} is not installed: pip install krita-alac (or pip install {'pillow' if top == 'PIL' else top})"
+    return None
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         COMMANDS[args.cmd](args)
     except UserError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as e:
+        msg = missing_module_message(e)
+        if msg is None:
+            raise
+        print(f"{PROG}: error: {msg}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

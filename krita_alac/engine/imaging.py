@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import UserError
-from .limits import MAX_WORK_SIZE
+from .limits import MAX_CANVAS_PIXELS, MAX_WORK_SIZE
 
 SIZE_MULTIPLE = 32
 HINT_SCALE = 4
@@ -21,6 +21,33 @@ HINT_SCALE = 4
 HINT_ALPHA_MIN = 128
 # ITU-R BT.601 luma, as PIL's convert("L") that the original code trained with.
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+# Images bigger than the canvas limit are refused before they are decoded;
+# this environment variable raises the limit (Pillow's own bomb check included).
+MAX_PIXELS_ENV = "KRITA_ALAC_MAX_PIXELS"
+# Peak memory of a default colorize, per canvas pixel (bench/memory.py measures it).
+PEAK_BYTES_PER_PIXEL = 32
+
+
+def max_pixels() -> int:
+    v = os.environ.get(MAX_PIXELS_ENV, "")
+    try:
+        return max(1, int(v)) if v else MAX_CANVAS_PIXELS
+    except ValueError:
+        raise UserError(f"{MAX_PIXELS_ENV} must be a whole number of pixels, got {v!r}")
+
+
+def memory_needed(width: int, height: int) -> str:
+    """About how much memory colorizing a page this big takes, for messages."""
+    return f"about {width * height * PEAK_BYTES_PER_PIXEL / 2 ** 30:.1f} GB of memory"
+
+
+def check_pixels(width: int, height: int, what: str, path: str = ""):
+    limit = max_pixels()
+    if width * height > limit:
+        where = f" {path}" if path else ""
+        raise UserError(f"{what}{where} is {width}x{height} = {width * height} pixels, over the limit of {limit} "
+                        f"pixels: colorizing it would need {memory_needed(width, height)}; to try anyway set "
+                        f"{MAX_PIXELS_ENV}={width * height}")
 
 
 # --- files ----------------------------------------------------------------
@@ -31,8 +58,12 @@ def read_rgba(path: str, what: str = "image") -> np.ndarray:
         raise UserError(f"{what} not found: {path}")
     if os.path.isdir(path):
         raise UserError(f"{what} is a folder, not an image: {path}")
+    # Pillow's decompression-bomb check is replaced by ours (the same purpose,
+    # checked before decoding too), whose message says the way around.
+    bomb_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
     try:
         with Image.open(path) as im:
+            check_pixels(im.width, im.height, what, path)
             im.load()
             if im.mode in ("I;16", "I;16B", "I", "F"):
                 # 16-bit or float grayscale: scale to 8 bits before RGBA.
@@ -42,26 +73,60 @@ def read_rgba(path: str, what: str = "image") -> np.ndarray:
             return np.array(im.convert("RGBA"))
     except UnidentifiedImageError:
         raise UserError(f"{what} is not an image: {path}")
+    except Image.DecompressionBombError:
+        raise UserError(f"{what} {path} is over Pillow's decompression-bomb limit; to allow it set "
+                        f"{MAX_PIXELS_ENV} to its size in pixels")
     except OSError as e:
         raise UserError(f"cannot read {what} {path}: {e}")
+    finally:
+        Image.MAX_IMAGE_PIXELS = bomb_limit
 
 
 def write_png(path: str, rgba: np.ndarray):
     """Write atomically: a failed run never leaves a half-written file."""
+    write_outputs([(path, rgba)])
+
+
+def _save(tmp: str, path: str, a: np.ndarray):
     from PIL import Image
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise UserError(f"output folder does not exist: {folder}")
-    tmp = f"{path}.part{os.getpid()}"
+    if path.endswith(".npy"):
+        with open(tmp, "wb") as f:
+            np.save(f, a)
+    elif a.ndim == 2:
+        Image.fromarray(np.ascontiguousarray(a)).save(tmp, format="PNG")
+    else:
+        mode = "RGBA" if a.shape[2] == 4 else "RGB"
+        Image.fromarray(np.ascontiguousarray(a), mode).save(tmp, format="PNG")
+
+
+def write_outputs(items):
+    """Write every (path, array) — PNG (RGBA, RGB or 16-bit gray) or .npy by the
+    path's ending — to a temporary file first, and rename them all into place
+    only once all are written: a failed run leaves no output, old or half-new."""
+    tmps = []
+    for path, _ in items:
+        if os.path.isdir(path):
+            raise UserError(f"cannot write {path}: it is a folder")
     try:
-        mode = "RGBA" if rgba.shape[2] == 4 else "RGB"
-        Image.fromarray(np.ascontiguousarray(rgba), mode).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    except OSError as e:
-        raise UserError(f"cannot write {path}: {e}")
+        for path, a in items:
+            folder = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(folder):
+                raise UserError(f"output folder does not exist: {folder}")
+            tmp = f"{path}.part{os.getpid()}"
+            tmps.append(tmp)
+            try:
+                _save(tmp, path, a)
+            except OSError as e:
+                raise UserError(f"cannot write {path}: {e.strerror or e}")
+        for (path, _), tmp in zip(items, tmps):
+            try:
+                os.replace(tmp, path)
+            except OSError as e:
+                raise UserError(f"cannot write {path}: {e.strerror or e}")
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        for tmp in tmps:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
 
 # --- line art -------------------------------------------------------------

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
+import os
 import re
 import time
 
@@ -31,6 +33,8 @@ from . import krita_io, settings, worker_client
 from ..engine.errors import UserError
 
 ANNOTATION = "krita_alac"
+INLINE_HINT_BYTES = 4 << 20   # hints bigger than this (after cropping) go through a file
+WAIT_TIMEOUT_S = 3600         # colorize(wait=True) without a timeout still ends
 HINTS_NAME = "Hints"
 HINTS_RE = re.compile(r"Hints( \d+)?$")   # "Hints", and "Hints 2"... made by New
 OPAQUE_LINE_ART = 0.98   # share of fully opaque pixels that means "scan on white"
@@ -81,7 +85,11 @@ def layer_digest(node) -> str:
     b = node.bounds()
     h = hashlib.sha1(f"{b.x()},{b.y()},{b.width()},{b.height()};".encode())
     if b.width() > 0 and b.height() > 0:
-        h.update(bytes(node.pixelData(b.x(), b.y(), b.width(), b.height())))
+        # A band of rows at a time (the same bytes in the same order as one read):
+        # a canvas-sized copy here would double Krita's memory for a big page.
+        step = krita_io.band_rows(b.width() * 4)    # up to 16 bytes a pixel: bands of 64 MB at most
+        for y in range(b.y(), b.y() + b.height(), step):
+            h.update(bytes(node.pixelData(b.x(), y, b.width(), min(step, b.y() + b.height() - y))))
     return h.hexdigest()
 
 
@@ -214,20 +222,36 @@ class WorkerJob(QObject):
         self.node = None
         self.timings = {}
         self._prepared = False
+        self._files = []          # payload files this job made (the client deletes them once answered)
+        self._result_map = None   # the result file, mapped while it is written to the layer
+        self._timer = None
 
     def prepare(self):
         raise NotImplementedError
 
-    def _read_visible(self, node, sel, empty_message: str):
-        """`node`'s pixels in self.rect as BGRA8.  A layer with nothing visible is refused,
-        but a selection may well hold no ink (inside one region): then the whole layer counts."""
+    def _read_visible(self, node, sel, empty_message: str, name: str):
+        """Dump `node`'s pixels in self.rect as BGRA8 into a payload file, a band at a
+        time (Krita's process never holds a canvas-sized copy).  A layer with nothing
+        visible is refused, but a selection may well hold no ink (inside one region):
+        then the whole layer counts.  Returns dump_layer's facts plus "path"."""
         doc = self.document
-        pixels = krita_io.read_bgra8(node, self.rect)
-        if (not krita_io.has_visible_pixels(pixels)
-                and (sel is None or not krita_io.has_visible_pixels(
-                    krita_io.read_bgra8(node, (0, 0, doc.width(), doc.height()))))):
+        path = self.client.temp_path(f"{name}-{id(self):x}-{time.monotonic_ns():x}")
+        self._files.append(path)
+        try:
+            facts = krita_io.dump_layer(node, self.rect, path)
+        except OSError as e:
+            raise UserError(f"cannot write the temporary copy of the layer ({e.strerror or e}): is the disk full?")
+        if (not facts["visible"]
+                and (sel is None or not krita_io.any_visible(node, (0, 0, doc.width(), doc.height())))):
+            self._cleanup()
             raise UserError(empty_message)
-        return pixels
+        facts["path"] = path
+        return facts
+
+    def _result_path(self):
+        path = self.client.temp_path(f"result-{id(self):x}-{time.monotonic_ns():x}")
+        self._files.append(path)
+        return path
 
     def _read_done(self, sel, t0):
         self.mask = krita_io.selection_mask(sel, self.rect) if sel is not None else None
@@ -241,19 +265,46 @@ class WorkerJob(QObject):
     def _write(self, header: dict, payload: bytes):
         raise NotImplementedError
 
-    def start(self):
+    def start(self, timeout=None):
+        """Send the request; with `timeout` (seconds) the job is cancelled if no
+        answer came by then (failed with kind "timeout"; no layer is written later)."""
         if not self._prepared:
             self.prepare()
         c = self.client
         c.progress.connect(self._on_progress)
         c.result.connect(self._on_result)
         c.failed.connect(self._on_failed)
+        self.done.connect(self._cleanup)
+        self.failed.connect(self._cleanup)
         self._t_sent = time.perf_counter()
-        self.rid = self._send()   # the client holds the bytes now
+        self.rid = self._send()   # the client holds the request now
+        if timeout:
+            self._timer = QTimer(self)
+            self._timer.setSingleShot(True)
+            self._timer.timeout.connect(lambda: self.cancel(f"no answer from the engine after {timeout:g} s",
+                                                            "timeout"))
+            self._timer.start(int(timeout * 1000))
         return self
 
-    def cancel(self):
-        self.client.cancel()
+    def cancel(self, message: str = "cancelled", kind: str = "cancelled"):
+        """End this job (and only this one): it fails with `kind`."""
+        if self.rid is not None:
+            self.client.cancel(self.rid, message, kind)
+
+    def _cleanup(self, *_):
+        if self._timer is not None:
+            self._timer.stop()
+        m, self._result_map = self._result_map, None
+        if m is not None:
+            try:
+                m.close()
+            except BufferError:     # a view of it is still alive: the collector closes it
+                pass
+        for path in self._files:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
 
     def _disconnect(self):
         for sig, slot in ((self.client.progress, self._on_progress), (self.client.result, self._on_result),
@@ -268,7 +319,7 @@ class WorkerJob(QObject):
             self.progress.emit(value, text)
 
     def _on_failed(self, rid, message, kind):
-        if rid != self.rid and rid != -1:
+        if rid != self.rid:
             return
         self._disconnect()
         self.failed.emit(message, kind)
@@ -277,8 +328,18 @@ class WorkerJob(QObject):
         if rid != self.rid:
             return
         self._disconnect()
+        if self._timer is not None:
+            self._timer.stop()          # answered in time: the layer is written
         self.timings["worker"] = time.perf_counter() - self._t_sent
         self.reply = header
+        if header.get("file"):
+            # Mapped, not read: the pages go to the layer a band at a time.
+            try:
+                with open(header["file"], "rb") as f:
+                    self._result_map = payload = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            except (OSError, ValueError) as e:
+                self.failed.emit(f"could not read the engine's result: {e}", "internal")
+                return
         self._write_when_idle(header, payload)
 
     def _write_when_idle(self, header, payload, waited_ms=0):
@@ -314,6 +375,7 @@ class ColorizeJob(WorkerJob):
         self.engine = engine
         self.options = {k: v for k, v in options.items() if v is not None}
         self._lines = self._hints = None
+        self._hints_rect = self._hints_file = None
 
     def prepare(self):
         t0 = time.perf_counter()
@@ -328,22 +390,50 @@ class ColorizeJob(WorkerJob):
             raise UserError("the hint layer and the line-art layer are the same layer")
         self.rect, sel = work_rect(doc)
         check_size(self.rect, self.force, self.verb)
-        self._lines = self._read_visible(line, sel, f"the line-art layer '{line.name()}' is empty")
-        if krita_io.opaque_fraction(self._lines) >= OPAQUE_LINE_ART and line.blendingMode() != "multiply":
+        self._lines = self._read_visible(line, sel, f"the line-art layer '{line.name()}' is empty", "lines")
+        if self._lines["opaque"] >= OPAQUE_LINE_ART and line.blendingMode() != "multiply":
             self.notes.append("opaque")
-        self._hints = None
-        if self.hint_node is not None:
-            hints = krita_io.read_bgra8(self.hint_node, self.rect)
-            self._hints = hints if krita_io.has_visible_pixels(hints) else None
+        try:
+            self._read_hints()
+        except Exception:
+            self._cleanup()
+            raise
         return self._read_done(sel, t0)
+
+    def _read_hints(self):
+        """Only the part of the hint layer that has pixels (its exact bounds in the
+        work rect) is sent: inline when small, through a file when big."""
+        self._hints = self._hints_rect = self._hints_file = None
+        if self.hint_node is None:
+            return
+        crop = krita_io.visible_crop(self.hint_node, self.rect)
+        if crop is None:
+            return
+        cx, cy, cw, ch = crop
+        area = (self.rect[0] + cx, self.rect[1] + cy, cw, ch)
+        if cw * ch * 4 <= INLINE_HINT_BYTES:
+            hints = krita_io.read_bgra8(self.hint_node, area)
+            if krita_io.has_visible_pixels(hints):
+                self._hints, self._hints_rect = hints, crop
+            return
+        path = self.client.temp_path(f"hints-{id(self):x}-{time.monotonic_ns():x}")
+        self._files.append(path)
+        if krita_io.dump_layer(self.hint_node, area, path)["visible"]:
+            self._hints_file, self._hints_rect = path, crop
 
     def _send(self):
         x, y, w, h = self.rect
-        rid = self.client.colorize(w, h, self._lines, self._hints, dict(self.options, engine=self.engine))
-        self._lines = self._hints = None
+        lines = self._lines
+        rid = self.client.colorize(w, h, None, self._hints, dict(self.options, engine=self.engine),
+                                   lines_file=lines["path"], lines_digest=lines["digest"],
+                                   hints_rect=self._hints_rect, hints_file=self._hints_file,
+                                   result_file=self._result_path())
+        self._hints = None
         return rid
 
     def _write(self, header, payload):
+        if self.mask is not None:
+            payload = bytes(payload)   # the selection blend works on whole buffers (the selection's size)
         return write_result(self.document, self.line_node, payload, self.rect, self.mask,
                             str(header.get("engine", "")), self.report)
 
@@ -377,16 +467,17 @@ class LinesJob(WorkerJob):
             raise UserError(f"the area is too small to extract lines from ({w}x{h} pixels)")
         check_size(self.rect, self.force, self.verb)
         self._image = self._read_visible(src, sel,
-                                         f"the layer '{src.name()}' is empty: nothing to extract lines from")
+                                         f"the layer '{src.name()}' is empty: nothing to extract lines from", "image")
         return self._read_done(sel, t0)
 
     def _send(self):
         x, y, w, h = self.rect
-        rid = self.client.lines(w, h, self._image, self.thickness)
-        self._image = None
-        return rid
+        return self.client.lines(w, h, None, self.thickness, image_file=self._image["path"],
+                                 result_file=self._result_path())
 
     def _write(self, header, payload):
+        if self.mask is not None:
+            payload = bytes(payload)
         return write_lines(self.document, self.source_node, payload, self.rect, self.mask,
                            str(header.get("engine", "")), self.report)
 
@@ -465,21 +556,16 @@ def set_multiply(line_node):
 
 
 def _run(job, wait, timeout):
-    """Start a prepared job; with wait, spin an event loop until it answers."""
+    """Start a prepared job (cancelled after `timeout` seconds without an answer);
+    with wait, spin an event loop until it answers: done, failed, or timed out
+    (wait=True never waits longer than WAIT_TIMEOUT_S)."""
     if not wait:
-        return job.start()
+        return job.start(timeout)
     loop = QEventLoop()
     outcome = {}
     job.done.connect(lambda node: (outcome.setdefault("node", node), loop.quit()))
     job.failed.connect(lambda msg, kind: (outcome.setdefault("error", (msg, kind)), loop.quit()))
-    job.start()
-    if timeout:
-        def give_up():
-            if not outcome:
-                outcome["error"] = (f"no answer from the engine after {timeout} s", "timeout")
-                job.cancel()
-                loop.quit()
-        QTimer.singleShot(int(timeout * 1000), give_up)
+    job.start(timeout or WAIT_TIMEOUT_S)
     if not outcome:
         loop.exec_()
     if "error" in outcome:

@@ -8,11 +8,18 @@ from reading.
 """
 from __future__ import annotations
 
+import hashlib
+import mmap
+
 from krita import Krita
 from PyQt5.QtCore import QByteArray
 from PyQt5.QtGui import QImage, QPainter
 
 SRGB8 = ("RGBA", "U8", "sRGB-elle-V2-srgbtrc.icc")
+# Big layers are read and written a band of rows at a time, so that Krita's
+# process holds one band beside the layer itself, never a second canvas.
+BAND_BYTES = 16 << 20
+OPAQUE_SAMPLE = 16        # opaque_fraction of a dump looks at every 16th pixel
 # Layers whose own paint device is what the artist drew; anything else
 # (groups, vector, file, fill, clone layers) is read through its projection.
 RAW_DEVICE_TYPES = ("paintlayer",)
@@ -118,11 +125,85 @@ def blend_masked(before: bytes, after: bytes, mask: bytes, width: int, height: i
     return _straight_bytes(img)
 
 
-def write_bgra8(node, bgra: bytes, rect, doc_space) -> None:
-    """Write sRGB BGRA8 pixels into `node` (a paint layer in `doc_space`)."""
+def band_rows(width: int) -> int:
+    return max(1, BAND_BYTES // max(1, width * 4))
+
+
+def read_bands(node, rect):
+    """(row offset, rows, sRGB BGRA8 bytes) of rect, a band of rows at a time."""
     x, y, w, h = rect
-    data = convert_bytes(bgra, w, h, SRGB8, doc_space)
-    node.setPixelData(QByteArray(data), x, y, w, h)
+    step = band_rows(w)
+    for y0 in range(0, h, step):
+        n = min(step, h - y0)
+        yield y0, n, read_bgra8(node, (x, y + y0, w, n))
+
+
+def dump_layer(node, rect, path) -> dict:
+    """Write the layer's pixels in rect to `path` as sRGB BGRA8, a band at a
+    time.  Returns {"digest": sha1 of size and pixels, "visible": any pixel
+    with alpha > 0, "opaque": share of sampled pixels fully opaque}."""
+    x, y, w, h = rect
+    digest = hashlib.sha1(f"{w}x{h};".encode())
+    visible, opaque, seen = False, 0, 0
+    with open(path, "wb") as f:
+        for _, _, band in read_bands(node, rect):
+            f.write(band)
+            digest.update(band)
+            visible = visible or has_visible_pixels(band)
+            alphas = band[3::4 * OPAQUE_SAMPLE]
+            opaque += alphas.count(255)
+            seen += len(alphas)
+    return {"digest": digest.hexdigest(), "visible": visible, "opaque": opaque / seen if seen else 0.0}
+
+
+def any_visible(node, rect) -> bool:
+    """Any pixel with alpha > 0 in rect, read a band at a time."""
+    return any(has_visible_pixels(band) for _, _, band in read_bands(node, rect))
+
+
+def visible_crop(node, rect):
+    """The part of rect=(x, y, w, h) the layer has pixels in (its exact
+    bounds), relative to rect, or None."""
+    b = node.bounds()
+    x, y, w, h = rect
+    x0, y0 = max(x, b.x()), max(y, b.y())
+    x1, y1 = min(x + w, b.x() + b.width()), min(y + h, b.y() + b.height())
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return (x0 - x, y0 - y, x1 - x0, y1 - y0)
+
+
+def write_bgra8(node, bgra, rect, doc_space) -> None:
+    """Write sRGB BGRA8 pixels (bytes, bytearray or a read-only mmap) into
+    `node` (a paint layer in `doc_space`), a band of rows at a time.  The
+    pages of an mmap already written are handed back to the system."""
+    x, y, w, h = rect
+    row = w * 4
+    step = band_rows(w)
+    view = memoryview(bgra)
+    try:
+        for y0 in range(0, h, step):
+            n = min(step, h - y0)
+            band = view[y0 * row:(y0 + n) * row]
+            data = convert_bytes(band, w, n, SRGB8, doc_space)
+            del band
+            node.setPixelData(QByteArray(data), x, y + y0, w, n)
+            del data
+            _drop_pages(bgra, (y0 + n) * row)
+    finally:
+        view.release()
+
+
+def _drop_pages(buf, end: int):
+    """madvise(DONTNEED) the mmap pages before `end`: they are read again from
+    the file if touched, so this only lowers the resident size."""
+    if isinstance(buf, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+        end -= end % mmap.PAGESIZE
+        if end > 0:
+            try:
+                buf.madvise(mmap.MADV_DONTNEED, 0, end)
+            except (OSError, ValueError):
+                pass
 
 
 def find_node(document, unique_id: str):
