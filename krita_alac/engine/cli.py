@@ -89,6 +89,8 @@ def _read_pair(args):
     if hints is not None and hints.shape[:2] != lines.shape[:2]:
         raise UserError(f"hints are {hints.shape[1]}x{hints.shape[0]} but the line art is "
                         f"{lines.shape[1]}x{lines.shape[0]}: they must be the same size")
+    from .imaging import check_memory
+    check_memory(lines.shape[1], lines.shape[0], held=lines.nbytes + (hints.nbytes if hints is not None else 0))
     return lines, hints
 
 

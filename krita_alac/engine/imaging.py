@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import UserError
-from .limits import MAX_CANVAS_PIXELS, MAX_WORK_SIZE
+from .limits import MAX_CANVAS_PIXELS, MAX_WORK_SIZE, PEAK_BYTES_PER_PIXEL
 
 SIZE_MULTIPLE = 32
 HINT_SCALE = 4
@@ -24,8 +24,7 @@ LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 # Images bigger than the canvas limit are refused before they are decoded;
 # this environment variable raises the limit (Pillow's own bomb check included).
 MAX_PIXELS_ENV = "KRITA_ALAC_MAX_PIXELS"
-# Peak memory of a default colorize, per canvas pixel (bench/memory.py measures it).
-PEAK_BYTES_PER_PIXEL = 32
+READ_BAND_BYTES = 16 << 20
 
 
 def max_pixels() -> int:
@@ -39,6 +38,28 @@ def max_pixels() -> int:
 def memory_needed(width: int, height: int) -> str:
     """About how much memory colorizing a page this big takes, for messages."""
     return f"about {width * height * PEAK_BYTES_PER_PIXEL / 2 ** 30:.1f} GB of memory"
+
+
+def available_memory() -> int | None:
+    """Bytes the system can still give (Linux MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_memory(width: int, height: int, held: int = 0):
+    """Refuse a page that cannot fit in the memory left (beside `held` bytes this
+    process already holds for it), rather than being killed half-way."""
+    free = available_memory()
+    need = width * height * PEAK_BYTES_PER_PIXEL - held
+    if free is not None and need > free:
+        raise UserError(f"a {width}x{height} page needs {memory_needed(width, height)} and only "
+                        f"{free / 2 ** 30:.1f} GB are free: close other programs or colorize a part of it")
 
 
 def check_pixels(width: int, height: int, what: str, path: str = ""):
@@ -70,7 +91,7 @@ def read_rgba(path: str, what: str = "image") -> np.ndarray:
                 a = np.asarray(im, np.float64)
                 top = 65535.0 if a.max() > 255 else 255.0
                 im = Image.fromarray(np.clip(a / top * 255 + 0.5, 0, 255).astype(np.uint8), "L")
-            return np.array(im.convert("RGBA"))
+            return _rgba_bands(im)
     except UnidentifiedImageError:
         raise UserError(f"{what} is not an image: {path}")
     except Image.DecompressionBombError:
@@ -80,6 +101,21 @@ def read_rgba(path: str, what: str = "image") -> np.ndarray:
         raise UserError(f"cannot read {what} {path}: {e}")
     finally:
         Image.MAX_IMAGE_PIXELS = bomb_limit
+
+
+def _rgba_bands(im) -> np.ndarray:
+    """The decoded image as RGBA, converted a band of rows at a time straight
+    into the array: beside Pillow's own copy there is only the result (a
+    whole-image convert() and np.array() would each add another)."""
+    w, h = im.size
+    out = np.empty((h, w, 4), np.uint8)
+    rows = max(1, READ_BAND_BYTES // max(1, w * 4))
+    for y in range(0, h, rows):
+        band = im.crop((0, y, w, min(h, y + rows)))
+        if band.mode != "RGBA":
+            band = band.convert("RGBA")
+        out[y:y + band.height] = np.asarray(band)
+    return out
 
 
 def write_png(path: str, rgba: np.ndarray):

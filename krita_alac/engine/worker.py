@@ -48,7 +48,7 @@ import traceback
 
 import numpy as np
 
-from .limits import MAX_CANVAS_PIXELS
+from .limits import MAX_CANVAS_PIXELS, PEAK_BYTES_PER_PIXEL
 
 PIXEL_FORMATS = ("BGRA8", "RGBA8")
 REQUEST_FIELDS = ("engine", "size", "raw", "backend", "device", "i2v", "snap", "fill", "gap")
@@ -115,7 +115,8 @@ def _dims(msg):
         return None, f"width and height must be positive whole numbers, got {w!r}x{h!r}"
     if w * h > MAX_CANVAS_PIXELS:
         side = int(MAX_CANVAS_PIXELS ** 0.5)
-        return None, f"canvas {w}x{h} is too large: the limit is {MAX_CANVAS_PIXELS} pixels ({side}x{side})"
+        return None, (f"canvas {w}x{h} is too large: the limit is {MAX_CANVAS_PIXELS} pixels ({side}x{side}); "
+                      f"it would need about {w * h * PEAK_BYTES_PER_PIXEL / 2 ** 30:.0f} GB of memory")
     rects = {"lines": (0, 0, w, h), "image": (0, 0, w, h), "hints": (0, 0, w, h)}
     hr = msg.get("hints_rect")
     if hr is not None:
@@ -262,6 +263,8 @@ def handle_colorize(chan, engines, msg, cache=None):
         cache.put(digest, lines)
     if lines is None:
         raise UserError("the line-art layer is empty")
+    from .imaging import check_memory
+    check_memory(w, h, held=lines.nbytes + (p["hints"].nbytes if p["hints"] is not None else 0))
     hints = p["hints"]
     if hints is not None and msg.get("hints_rect") is not None:
         x, y, rw, rh = msg["hints_rect"]

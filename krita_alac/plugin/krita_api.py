@@ -31,6 +31,7 @@ from PyQt5.QtCore import QByteArray, QEventLoop, QObject, QTimer, pyqtSignal
 
 from . import krita_io, settings, worker_client
 from ..engine.errors import UserError
+from ..engine.limits import MAX_CANVAS_PIXELS, MAX_CANVAS_SIDE, PEAK_BYTES_PER_PIXEL
 
 ANNOTATION = "krita_alac"
 INLINE_HINT_BYTES = 4 << 20   # hints bigger than this (after cropping) go through a file
@@ -192,6 +193,11 @@ def insert_below(parent, new_node, line_node):
 def check_size(rect, force: bool, verb: str = "colorize"):
     """TooLargeError when the work area is above the max_pixels setting (unless forced)."""
     w, h = rect[2], rect[3]
+    if w * h > MAX_CANVAS_PIXELS:
+        # Not a question: the engine refuses it.
+        raise UserError(f"the area to {verb} is {w}x{h} = {w * h} pixels, over the engine's limit of "
+                        f"{MAX_CANVAS_PIXELS} ({MAX_CANVAS_SIDE}x{MAX_CANVAS_SIDE}); it would need about "
+                        f"{w * h * PEAK_BYTES_PER_PIXEL / 2 ** 30:.0f} GB of memory: select a part of the page")
     limit = int(settings.load().get("max_pixels") or 0)
     if limit and w * h > limit and not force:
         raise TooLargeError(f"the area to {verb} is {w}x{h} pixels, more than the limit of {limit} pixels "

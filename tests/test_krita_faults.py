@@ -1,0 +1,84 @@
+"""Worker faults inside real Krita (tests/krita/krita_faults.py): every job
+ends exactly once, a failed job writes no layer, the jobs that waited run.
+Krita must be installed: without it these tests fail, not skip."""
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+from kritahelp import krita_env
+
+SCENARIOS = ["stop_during_run", "crash_during_queue", "script_timeout", "cancel_while_starting"]
+RED = [230, 40, 30, 255]
+
+
+@pytest.fixture(scope="module")
+def faults(tmp_path_factory):
+    runner = shutil.which("kritarunner")
+    if runner is None:
+        pytest.fail("kritarunner not found: these tests need Krita installed")
+    tmp = str(tmp_path_factory.mktemp("krita_faults"))
+    out = os.path.join(tmp, "out")
+    os.makedirs(out)
+    cfg_path = os.path.join(tmp, "suite.json")
+    with open(cfg_path, "w") as f:
+        json.dump({"scenarios": SCENARIOS, "out": out}, f)
+    # Every job waits 1 s in the worker before computing: time to stop, kill or time out.
+    env = krita_env(tmp, KRITA_ALAC_SUITE=cfg_path, QT_QPA_PLATFORM="offscreen", KRITA_ALAC_WORKER_PAUSE="1")
+    r = subprocess.run([runner, "-s", "krita_faults", "-f", "run"], env=env, capture_output=True, text=True,
+                       timeout=600)
+    path = os.path.join(out, "results.json")
+    if not os.path.isfile(path):
+        pytest.fail(f"Krita wrote no results (exit {r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    with open(path) as f:
+        res = json.load(f)
+    res["_log"] = (r.stdout + r.stderr)[-3000:]
+    return res
+
+
+def facts(res, name):
+    f = res.get(name)
+    assert f is not None, f"scenario {name} did not run:\n{res['_log']}"
+    assert "error" not in f, f["error"]
+    return f
+
+
+def once(ends, kind):
+    assert len(ends) == 1, ends
+    assert ends[0][0] == kind if kind == "done" else ends[0][:2] == ["failed", kind], ends
+    return ends[0][-1]
+
+
+def test_stop_during_run(faults):
+    f = facts(faults, "stop_during_run")
+    assert f["state_at_stop"] == "busy"
+    assert once(f["a"], "stopped").startswith("the engine worker was stopped")
+    assert once(f["b"], "done") == "Flats"             # the waiting job runs on the new worker
+    assert f["layers"] == ["Background", "Flats", "Lines", "Hints"] and f["before"] == ["Background", "Lines", "Hints"]
+    assert f["b_pixel"] == RED
+
+
+def test_crash_during_queue(faults):
+    f = facts(faults, "crash_during_queue")
+    assert "crashed or was killed" in once(f["a"], "crash")
+    assert once(f["b"], "done") == "Flats" and once(f["c"], "done") == "Flats"
+    assert f["new_pid"]
+    assert f["layers"] == ["Background", "Flats", "Lines", "Hints", "Flats", "Lines 2"]
+
+
+def test_script_timeout_writes_no_layer_later(faults):
+    f = facts(faults, "script_timeout")
+    assert f["raised"] == "no answer from the engine after 0.3 s" and f["returned_before_answer"]
+    assert f["layers"] == f["before"] == ["Background", "Lines", "Hints"]
+    assert f["pending"] == []
+    assert once(f["no_wait"], "timeout") == "no answer from the engine after 0.3 s"
+    assert f["layers_after_no_wait"] == ["Background", "Lines", "Hints"]
+
+
+def test_cancel_while_the_worker_starts(faults):
+    f = facts(faults, "cancel_while_starting")
+    assert f["state_at_cancel"] == "starting"
+    assert once(f["a"], "cancelled") == "cancelled"
+    assert f["layers"] == ["Background", "Lines", "Hints"] and f["state_after"] == "ready"
+    assert once(f["b"], "done") == "Flats"
