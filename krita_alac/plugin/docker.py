@@ -11,8 +11,8 @@ import weakref
 
 from krita import DockWidget, Krita
 from PyQt5.QtCore import Qt, QTimer
-from PyQt5.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel,
-                             QMessageBox, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget)
+from PyQt5.QtWidgets import (QApplication, QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout,
+                             QLabel, QMessageBox, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from . import krita_api, krita_io, settings, worker_client
 from ..engine.errors import UserError
@@ -20,12 +20,21 @@ from ..engine.errors import UserError
 POLL_MS = 750          # Auto mode: how often the hint layer is looked at
 THUMB = 192            # Auto mode: the hint signature is a hash of a thumbnail this big
 FLATS = "flats"
+DEFAULT_SIZE = 512     # working size of a model whose model.json names none
+CPU_MAX_SIZE = 2048    # above this a CPU run takes minutes and many GB
+GPU_MAX_SIZE = 4096
+GPU_PROVIDERS = ("CUDAExecutionProvider", "ROCMExecutionProvider", "DmlExecutionProvider",
+                 "CoreMLExecutionProvider")
+# The worker's progress words, as an artist would say them.
+PROGRESS_WORDS = {"line art features": "reading the line art", "colors": "painting colors",
+                  "snapping to flats": "cleaning up into flat colors", "regions": "finding the regions"}
+CANVAS_CLASSES = ("KisOpenGLCanvas2", "KisQPainterCanvas")
 _dockers = []
 
 
 def current_docker():
     """The docker of the active window, if it exists and is shown."""
-    live = [d() for d in _dockers if d() is not None]
+    live = [d() for d in _dockers if d() is not None and d().isVisible()]
     win = Krita.instance().activeWindow()
     qwin = win.qwindow() if win is not None else None
     for d in live:
@@ -61,10 +70,44 @@ def default_engine():
         return FLATS
 
 
+def model_size(engine_id) -> int:
+    """The model's own working size (model.json "size"), else DEFAULT_SIZE."""
+    try:
+        from ..engine import store
+        m = store.find_model(engine_id)
+        size = int((m.meta if m is not None else {}).get("size") or DEFAULT_SIZE)
+    except Exception:  # noqa: BLE001  a broken model folder must not break the docker
+        size = DEFAULT_SIZE
+    return max(32, size // 32 * 32)
+
+
+def clamp_size(size: int, rect, gpu: bool) -> int:
+    """A working size the model takes (a multiple of 32), no bigger than the
+    area to colorize (rounded up to 32) nor than the device can take."""
+    w, h = rect[2], rect[3]
+    canvas = (max(w, h) + 31) // 32 * 32
+    size = (int(size) + 16) // 32 * 32
+    return max(32, min(size, canvas, GPU_MAX_SIZE if gpu else CPU_MAX_SIZE))
+
+
+def canvas_widget():
+    """The canvas of the active view (where Ctrl+Z and the brush go), or None."""
+    win = Krita.instance().activeWindow()
+    qwin = win.qwindow() if win is not None else None
+    if qwin is None:
+        return None
+    for cls in CANVAS_CLASSES:
+        found = [wdg for wdg in qwin.findChildren(QWidget) if wdg.metaObject().className() == cls
+                 and wdg.isVisible()]
+        if found:
+            return found[0]
+    return None
+
+
 def default_line_layer(doc):
-    """The active layer, unless that is the hint layer: then the layer below it."""
+    """The active layer, unless that is a hint layer: then the layer below it."""
     active = doc.activeNode()
-    if active is None or active.name() != krita_api.HINTS_NAME:
+    if active is None or not krita_api.is_hint_name(active.name()):
         return active
     below = [n for n in active.parentNode().childNodes()]
     ids = [krita_io.node_id(n) for n in below]
@@ -97,6 +140,8 @@ class ColorizeDocker(DockWidget):
         self._doc_sig = None
         self._auto_last = None       # hint signature of the last run
         self._auto_seen = None       # hint signature at the previous poll (debounce)
+        self._choices = {}           # document key -> the artist's layer choices {"line", "hint", names}
+        self._size_note = ""
         self._build()
         self.client.started.connect(self._on_worker_info)
         self.client.stateChanged.connect(self._on_worker_state)
@@ -114,17 +159,18 @@ class ColorizeDocker(DockWidget):
         self.line_combo = QComboBox()
         self.hint_combo = QComboBox()
         self.new_hints_btn = QPushButton("New")
-        self.new_hints_btn.setToolTip("Add a transparent layer named 'Hints' above the line art")
+        self.new_hints_btn.setToolTip("Add a transparent hint layer ('Hints', 'Hints 2'...) above the line art")
         self.new_hints_btn.clicked.connect(self.create_hint_layer)
         hint_row = QHBoxLayout()
         hint_row.addWidget(self.hint_combo, 1)
         hint_row.addWidget(self.new_hints_btn)
         self.engine_combo = QComboBox()
         self.size_spin = QSpinBox()
-        self.size_spin.setRange(128, 4096)
+        self.size_spin.setRange(128, CPU_MAX_SIZE)
         self.size_spin.setSingleStep(32)
-        self.size_spin.setValue(int(cfg.get("size") or 512))
-        self.size_spin.setToolTip("Working size (long side) of neural engines; flats always use full resolution")
+        self.size_spin.setValue(int(cfg.get("size") or DEFAULT_SIZE))
+        self.size_spin.setToolTip("Working size (long side) of neural engines, a multiple of 32, at most the "
+                                  "canvas size; Flats always work at full resolution")
         self.snap_check = QCheckBox("Snap to flats")
         self.snap_check.setChecked(bool(cfg.get("snap")))
         self.auto_check = QCheckBox("Auto")
@@ -185,10 +231,35 @@ class ColorizeDocker(DockWidget):
         box.addLayout(offers)
         box.addStretch(1)
         self.setWidget(w)
+        # Buttons and check boxes never take the keyboard focus: it stays on the canvas
+        # (Ctrl+Z, tool shortcuts).
+        for b in w.findChildren(QPushButton) + w.findChildren(QCheckBox):
+            b.setFocusPolicy(Qt.NoFocus)
         self._fill_engines(cfg.get("engine") or "auto")
+        self._engine_controls()
+        self.engine_combo.currentIndexChanged.connect(self._on_engine_changed)
+        self.line_combo.currentIndexChanged.connect(lambda *_: self._remember_choice("line"))
+        self.hint_combo.currentIndexChanged.connect(lambda *_: self._remember_choice("hint"))
         for sig in (self.engine_combo.currentIndexChanged, self.size_spin.valueChanged,
                     self.snap_check.toggled, self.auto_check.toggled, self.thickness_spin.valueChanged):
             sig.connect(self._save_settings)
+
+    def _on_engine_changed(self, *_):
+        """A model's own working size is the default when the artist picks it."""
+        eid = self.engine_combo.currentData() or FLATS
+        if eid != FLATS:
+            self.size_spin.setValue(min(model_size(eid), self.size_spin.maximum()))
+        self._engine_controls()
+
+    def _engine_controls(self):
+        """Working size and Snap mean nothing to Flats; the size's limit follows the device."""
+        neural = (self.engine_combo.currentData() or FLATS) != FLATS
+        self.size_spin.setEnabled(neural)
+        self.snap_check.setEnabled(neural)
+        self.size_spin.setMaximum(GPU_MAX_SIZE if self._gpu() else CPU_MAX_SIZE)
+
+    def _gpu(self) -> bool:
+        return any(p in GPU_PROVIDERS for p in (self.client.info or {}).get("providers") or [])
 
     def _fill_engines(self, want=None):
         want = want or self.engine_combo.currentData() or FLATS
@@ -201,6 +272,8 @@ class ColorizeDocker(DockWidget):
         i = self.engine_combo.findData(want)
         self.engine_combo.setCurrentIndex(max(0, i))
         self.engine_combo.blockSignals(False)
+        if hasattr(self, "size_spin"):
+            self._engine_controls()
 
     def _save_settings(self, *_):
         try:
@@ -219,37 +292,59 @@ class ColorizeDocker(DockWidget):
     def _document(self):
         return Krita.instance().activeDocument()
 
+    def _doc_key(self, doc):
+        # Python wrappers of a document change on every call: key it by its root node's id.
+        return krita_io.node_id(doc.rootNode()) if doc is not None else ""
+
+    def _remember_choice(self, role):
+        """The artist picked a layer in a box: that choice holds until they change it."""
+        doc = self._document()
+        if doc is None:
+            return
+        combo = self.line_combo if role == "line" else self.hint_combo
+        node = self._selected(combo)
+        c = self._choices.setdefault(self._doc_key(doc), {})
+        c[role] = combo.currentData() or ""
+        c[role + "_name"] = node.name() if node is not None else ""
+
     def _refresh_layers(self):
+        """Refill the layer boxes when the layers change.  The choices change only
+        when the artist changes them, or when the chosen layer is deleted (said in
+        the status line); a document seen for the first time gets defaults."""
         doc = self._document()
         layers = krita_io.all_layers(doc) if doc is not None else []
-        # Python wrappers of a document change on every call: key it by its root node's id.
-        doc_key = krita_io.node_id(doc.rootNode()) if doc is not None else ""
+        doc_key = self._doc_key(doc)
         sig = (doc_key, doc.fileName() if doc else "", [(krita_io.node_id(n), n.name(), d) for n, d in layers])
         if sig == self._layers_sig:
             return
-        new_doc = self._layers_sig is None or sig[:2] != self._layers_sig[:2]
         self._layers_sig = sig
-        line_want = self.line_combo.currentData()
-        hint_want = self.hint_combo.currentData()
-        if new_doc and doc is not None:
+        choice = self._choices.get(doc_key)
+        if choice is None and doc is not None:
             line = default_line_layer(doc)
-            line_want = krita_io.node_id(line) if line is not None else None
             hint = krita_api.find_hint_layer(doc, line)
-            hint_want = krita_io.node_id(hint) if hint is not None else ""
-        for combo, want in ((self.line_combo, line_want), (self.hint_combo, hint_want)):
+            choice = self._choices[doc_key] = {
+                "line": krita_io.node_id(line) if line is not None else "", "line_name": line.name() if line else "",
+                "hint": krita_io.node_id(hint) if hint is not None else "", "hint_name": hint.name() if hint else ""}
+        choice = choice or {}
+        present = {krita_io.node_id(n): n.name() for n, _ in layers}
+        gone = []
+        for role, what in (("line", "line-art"), ("hint", "hint")):
+            if choice.get(role) and choice[role] not in present:
+                gone.append(f"The {what} layer '{choice.get(role + '_name', '')}' was deleted: choose another.")
+                choice[role], choice[role + "_name"] = "", ""
+            elif choice.get(role):
+                choice[role + "_name"] = present[choice[role]]
+        for combo, role in ((self.line_combo, "line"), (self.hint_combo, "hint")):
             combo.blockSignals(True)
             combo.clear()
-            if combo is self.hint_combo:
-                combo.addItem("(none)", "")
+            combo.addItem("(none)" if role == "hint" else "(choose a layer)", "")
             for n, depth in layers:
                 if n.type() in krita_api.LAYER_TYPES:
                     combo.addItem("  " * depth + n.name(), krita_io.node_id(n))
-            i = combo.findData(want) if want is not None else -1
-            if i < 0 and combo is self.hint_combo and doc is not None:
-                h = krita_api.find_hint_layer(doc)
-                i = combo.findData(krita_io.node_id(h)) if h is not None else 0
-            combo.setCurrentIndex(max(0, i))
+            combo.setCurrentIndex(max(0, combo.findData(choice.get(role) or "")))
             combo.blockSignals(False)
+        if gone:
+            self.show_message("\n".join(gone), error=True)
 
     def _selected(self, combo):
         doc = self._document()
@@ -291,16 +386,39 @@ class ColorizeDocker(DockWidget):
         if doc is None or line is None:
             self.show_message("Open a document and choose the line-art layer first.", error=True)
             return
-        node = doc.createNode(krita_api.HINTS_NAME, "paintlayer")
+        name = krita_api.unique_hint_name(doc)
+        node = doc.createNode(name, "paintlayer")
         line.parentNode().addChildNode(node, line)   # transparent, right above the line art
         doc.setActiveNode(node)
+        c = self._choices.setdefault(self._doc_key(doc), {})
+        c.update(hint=krita_io.node_id(node), hint_name=name)
+        if not c.get("line"):
+            c.update(line=krita_io.node_id(line), line_name=line.name())
         self._layers_sig = None
         self._refresh_layers()
-        self.hint_combo.setCurrentIndex(max(0, self.hint_combo.findData(krita_io.node_id(node))))
-        self.show_message("Paint color hints on the 'Hints' layer, then click Colorize.")
+        self.show_message(f"Paint color hints on the '{name}' layer, then click Colorize.")
+        self._focus_canvas()
 
     def options(self):
         return {"size": self.size_spin.value(), "snap": self.snap_check.isChecked()}
+
+    def _clamp_size(self, job):
+        """The working size sent: a multiple of 32, within the area and the device."""
+        if job.engine == FLATS or job.rect is None:
+            self._size_note = ""
+            return
+        want = int(job.options.get("size") or DEFAULT_SIZE)
+        size = clamp_size(want, job.rect, self._gpu())
+        job.options["size"] = size
+        w, h = job.rect[2], job.rect[3]
+        if size == want:
+            self._size_note = ""
+        elif size == (max(w, h) + 31) // 32 * 32 and want > size:
+            self._size_note = f"Working size {size}: the area to colorize is only {w}x{h}."
+        elif want % 32:
+            self._size_note = f"Working size {size}: it is a multiple of 32."
+        else:
+            self._size_note = f"Working size {size}: the most this device can take."
 
     def colorize(self, auto=False, force=False):
         if self.job is not None:
@@ -322,8 +440,12 @@ class ColorizeDocker(DockWidget):
                 self.colorize(force=True)
             return
         except UserError as e:
-            self.show_message(str(e), error=True)
+            self.show_message(str(e)[:1].upper() + str(e)[1:], error=True)
             return
+        except Exception as e:  # noqa: BLE001  a message in the status line, never a traceback
+            self.show_message(f"Could not read the layers: {type(e).__name__}: {e}".splitlines()[0], error=True)
+            return
+        self._clamp_size(job)
         self._launch(job, "Colorizing")
 
     def extract_lines(self, force=False):
@@ -373,20 +495,33 @@ class ColorizeDocker(DockWidget):
         self.colorize_btn.setEnabled(True)
         self.extract_btn.setEnabled(True)
         self.cancel_btn.setEnabled(False)
+        self.progress.setValue(0)
+        self._focus_canvas()
+
+    def _focus_canvas(self):
+        """Give the keyboard back to the canvas (Ctrl+Z, brush shortcuts), unless
+        the artist is typing somewhere else than this docker."""
+        focus = QApplication.focusWidget()
+        if focus is not None and not self.isAncestorOf(focus):
+            return   # on the canvas already, or in another widget the artist uses
+        canvas = canvas_widget()
+        if canvas is not None:
+            canvas.setFocus(Qt.OtherFocusReason)
 
     def _on_progress(self, value, text):
         self.progress.setValue(int(value * 1000))
-        if text:
-            self.status.setText(f"{self._doing}: {text}…")
+        if text and text != "done":
+            self.status.setText(f"{self._doing}: {PROGRESS_WORDS.get(text, text)}…")
 
     def _on_done(self, node):
         job = self.job
         self._finish()
-        self.progress.setValue(1000)
         r = job.reply
         msg = f"{r.get('engine', '?')} on {r.get('device', '?')}, {float(r.get('seconds', 0)):.2f} s → layer '{node.name()}'"
-        if r.get("cached"):
-            msg += " (sketch features reused)"
+        if job.report.get("kept"):
+            msg += f"\nYou had painted on the previous result: it is kept as '{job.report['kept']}'."
+        if self._size_note and isinstance(job, krita_api.ColorizeJob):
+            msg += f"\n{self._size_note}"
         for w in r.get("warnings") or []:
             msg += f"\n{w}"
         if "opaque" in job.notes:
@@ -396,7 +531,6 @@ class ColorizeDocker(DockWidget):
 
     def _on_failed(self, message, kind):
         self._finish()
-        self.progress.setValue(0)
         if kind == "cancelled":
             self.show_message("Cancelled.")
             return

@@ -43,6 +43,7 @@ LINES_NAME = "Line art (XDoG)"
 LINES_RECORDS = "lines"  # annotation key of the extracted line-art layers
 IDLE_POLL_MS = 50        # a result that arrives during a brush stroke waits for its end
 IDLE_WAIT_MS = 120000
+ACTIVATE_AGAIN_MS = (0, 100)   # when Krita's own "activate the new layer" may still come
 # Nodes that can be read as a picture (masks cannot).
 LAYER_TYPES = ("paintlayer", "grouplayer", "vectorlayer", "filelayer", "clonelayer", "filllayer")
 
@@ -523,7 +524,7 @@ def _write_layer(document, source, bgra: bytes, rect, mask, name: str, engine_la
         old.remove()
     place(source.parentNode(), new, source)
     if active is not None and krita_io.find_node(document, krita_io.node_id(active)) is not None:
-        document.setActiveNode(active)   # adding a layer activates it; the artist keeps their layer
+        keep_active(document, active, new)
     records = load_records(document, kind)
     records[krita_io.node_id(source)] = {"result": krita_io.node_id(new), "name": name, "engine": engine_label,
                                          "digest": digest}
@@ -532,6 +533,25 @@ def _write_layer(document, source, bgra: bytes, rect, mask, name: str, engine_la
     if report is not None and kept:
         report["kept"] = kept    # the name the artist's edited result is kept under
     return new
+
+
+def keep_active(document, active, new):
+    """Adding a layer activates it; the artist keeps their layer.  Krita also
+    activates the new layer from a queued signal, after this returns: restore
+    again then, unless the artist has chosen another layer meanwhile."""
+    document.setActiveNode(active)
+    new_id, active_id = krita_io.node_id(new), krita_io.node_id(active)
+
+    def again():
+        try:
+            now = document.activeNode()
+            if (now is not None and krita_io.node_id(now) == new_id
+                    and krita_io.find_node(document, active_id) is not None):
+                document.setActiveNode(active)
+        except RuntimeError:   # the document was closed meanwhile
+            pass
+    for ms in ACTIVATE_AGAIN_MS:
+        QTimer.singleShot(ms, again)
 
 
 def write_result(document, line_node, bgra: bytes, rect, mask, engine_label: str, report=None):
