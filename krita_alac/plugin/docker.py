@@ -588,6 +588,9 @@ def _run_without_docker(make_job, title):
     except UserError as e:
         QMessageBox.information(None, title, str(e))
         return
+    except Exception as e:  # noqa: BLE001  a message, never a traceback dialog
+        QMessageBox.information(None, title, f"Could not read the layers: {type(e).__name__}: {e}".splitlines()[0])
+        return
     job.failed.connect(lambda msg, kind: kind != "cancelled" and QMessageBox.information(None, title, msg))
     job.start()
     _background_jobs[title] = job   # keep it alive until it answers
