@@ -168,7 +168,8 @@ class Probe:
 
     def auto(self):
         """Auto: turn it on, change the hints like a brush stroke would, wait."""
-        self.trigger("edit_redo", "after_redo_2", lambda: None)
+        # Redo both steps of the re-run (remove the old result, add the new one).
+        self.trigger("edit_redo", "after_redo_2", lambda: self.trigger("edit_redo", "after_redo_2b", lambda: None))
         self.docker.auto_check.setChecked(True)
         self.auto_before = self.docker.status.text()
         facts["auto_result_before"] = self.result_id()
