@@ -270,10 +270,21 @@ def test_model_card_decides_snap_unless_the_command_does(tmp_path, capsys, store
     code, o, err = run_cli(capsys, "colorize", lines, "--hints", hints, "--model", "snappy", "-o", out,
                            "--size", "64")
     assert code == 0, err
-    assert o.startswith("AlacGAN (snappy) + flats on ")
-    assert tuple(np.array(Image.open(out))[50, 30]) == (*RED, 255)   # the hinted region keeps its hint color
+    assert o.startswith("AlacGAN (snappy) + flats and shading on ") and " at 64 px: " in o
+    assert tuple(np.array(Image.open(out))[45, 30]) == (*RED, 255)   # the hint's pixels keep its color
     code, o, err = run_cli(capsys, "colorize", lines, "--hints", hints, "--model", "snappy", "-o", out,
                            "--size", "64", "--no-snap")
     assert code == 0, err
     assert o.startswith("AlacGAN (snappy) on ")
     assert tuple(np.array(Image.open(out))[50, 30]) != (*RED, 255)
+    code, o, err = run_cli(capsys, "colorize", lines, "--hints", hints, "--model", "snappy", "-o", out,
+                           "--size", "64", "--snap")
+    assert code == 0 and o.startswith("AlacGAN (snappy) + flats on ")
+    assert tuple(np.array(Image.open(out))[50, 30]) == (*RED, 255)   # snapped: the whole region
+    code, o, err = run_cli(capsys, "colorize", lines, "--hints", hints, "--model", "snappy", "-o", out,
+                           "--size", "64", "--layers")
+    assert code == 0, err
+    from krita_alac.engine.compose import grain_merge
+    flats, shading = (np.array(Image.open(str(tmp_path / f"o-{n}.png"))) for n in ("flats", "shading"))
+    assert "layer Shading (grain_merge)" in o
+    assert np.abs(grain_merge(flats, shading).astype(int) - np.array(Image.open(out)).astype(int)).max() <= 1

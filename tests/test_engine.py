@@ -240,3 +240,67 @@ def test_engines_reuse_sketch_features_while_only_hints_change(reference_onnx, s
     moved[40:44] = 0
     moved[50:54] = (0, 0, 0, 255)
     assert not eng.colorize(req(other, moved)).cached    # new line art: features recomputed
+
+
+def test_optimized_graphs_are_cached_on_disk_for_a_restarted_worker(reference_onnx, store_home):
+    from krita_alac.engine.runtime import OnnxColorizer, OptimizedGraphs
+    rng = np.random.default_rng(0)
+    sketch = rng.uniform(-1, 1, (1, 1, 64, 64)).astype(np.float32)
+    hint = rng.uniform(-1, 1, (1, 4, 16, 16)).astype(np.float32)
+    first = OnnxColorizer(reference_onnx.path, "cpu")
+    assert all(isinstance(g, bytes) for g in first._ort.graphs.values())
+    folders = list((store_home / "cache" / "ort").iterdir())
+    assert len(folders) == 1 and sorted(p.name for p in folders[0].iterdir()) == [
+        "decoder" + OptimizedGraphs.SUFFIX, "encoder" + OptimizedGraphs.SUFFIX, "meta.json"]
+    second = OnnxColorizer(reference_onnx.path, "cpu")          # a restarted worker
+    assert all(str(g).endswith(OptimizedGraphs.SUFFIX) for g in second._ort.graphs.values())
+    assert np.abs(first.run(sketch, hint) - second.run(sketch, hint)).max() <= 1e-5
+    # A damaged cache is ignored, never an error.
+    (folders[0] / "meta.json").write_text("{")
+    third = OnnxColorizer(reference_onnx.path, "cpu")
+    assert np.abs(third.run(sketch, hint) - second.run(sketch, hint)).max() <= 1e-5
+
+
+def test_worker_leaves_a_core_and_runs_at_lower_priority(monkeypatch):
+    from krita_alac.engine import process
+    monkeypatch.setattr(process.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    assert process.worker_threads() == 3
+    monkeypatch.setattr(process.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert process.worker_threads() == 1
+    niced = []
+    monkeypatch.setattr(process.os, "nice", lambda n: niced.append(n) or n)
+    monkeypatch.delenv(process.THREADS_ENV, raising=False)
+    for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+        monkeypatch.delenv(k, raising=False)
+    assert process.configure_worker() == 1
+    assert niced == [process.WORKER_NICENESS] and process.configured_threads() == 1
+
+
+def test_model_json_size_and_composition_defaults(reference_onnx, store_home):
+    import json
+    import shutil
+    from krita_alac.engine.compose import grain_merge
+    from krita_alac.engine.registry import Engines
+    from krita_alac.engine.request import ColorizeRequest
+    folder = store_home / "models" / "sized"
+    folder.mkdir(parents=True)
+    shutil.copy(reference_onnx.path, folder / "model.onnx")
+    (folder / "model.json").write_text(json.dumps({"id": "sized", "onnx": "model.onnx", "snap": True, "size": 64}))
+    lines = np.zeros((96, 128, 4), np.uint8)
+    lines[:, 60:63] = (0, 0, 0, 255)
+    hints = np.zeros((96, 128, 4), np.uint8)
+    hints[40:46, 10:40] = (200, 30, 30, 255)
+    eng = Engines()
+    r = eng.colorize(ColorizeRequest(lines=lines, hints=hints, engine="sized", layers=True))
+    assert r.size == 64 and r.compose == "shade" and r.engine == "AlacGAN (sized) + flats and shading"
+    assert [(n, b) for n, _, b in r.layers] == [("Flats", "normal"), ("Shading", "grain_merge")]
+    assert np.abs(grain_merge(r.layers[0][1], r.layers[1][1]).astype(int) - r.rgba.astype(int)).max() <= 1
+    assert (r.rgba[40:46, 10:40, :3] == (200, 30, 30)).all()          # hint pixels exact
+    assert eng.colorize(ColorizeRequest(lines=lines, hints=hints, engine="sized", size=96)).size == 96
+    assert eng.colorize(ColorizeRequest(lines=lines, hints=hints, engine="sized", snap=True)).compose == "snap"
+    assert eng.colorize(ColorizeRequest(lines=lines, hints=hints, engine="sized", snap=False)).compose == "raw"
+    # A re-run with new hints analysed the line art once.
+    assert eng.lineart.misses == 1 and eng.lineart.hits >= 2
+    # A model file without a card: the network alone at the default size.
+    r = eng.colorize(ColorizeRequest(lines=lines, hints=hints, engine=reference_onnx.path))
+    assert r.compose == "raw" and r.size == 512

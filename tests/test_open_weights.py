@@ -44,13 +44,19 @@ def test_open_weights_are_the_default_and_snap_to_flats(bundled, example):
     spec = resolve("auto")
     assert spec.label == "AlacGAN (alac-open)" and spec.snap
     res = Engines().colorize(ColorizeRequest(lines=lines, hints=hints))
-    assert res.engine == spec.label + " + flats"
+    assert res.engine == spec.label + " + flats and shading" and res.size == 256 and res.compose == "shade"
+    snapped = Engines().colorize(ColorizeRequest(lines=lines, hints=hints, snap=True))
+    assert snapped.engine == spec.label + " + flats"
     f = compute_flats(lines, hints)
     hinted = np.flatnonzero(f.hinted)
     assert len(hinted) >= 3
-    for r in hinted:                                       # hinted regions keep exactly their hint colors
-        px = res.rgba[f.labels == r]
-        assert (px == f.colors[r]).all(), r
+    for r in hinted:
+        px = snapped.rgba[f.labels == r]
+        assert (px == f.colors[r]).all(), r              # snapped: exactly the hint color
+        px = res.rgba[f.labels == r].astype(int)
+        # The default: the hint color shaded by at most the composition's clamp, centred on it.
+        assert np.abs(px - f.colors[r]).max() <= 16, r
+        assert np.abs(np.median(px, axis=0) - f.colors[r]).max() <= 3, r
 
 
 def test_open_weights_follow_the_hints(bundled, example):

@@ -72,3 +72,31 @@ def test_colorizer_adapter_converts_colors_and_lines(store_home):
     assert out.shape == (40, 60, 3) and out.dtype == np.uint8
     assert tuple(out[20, 10]) == (0, 0, 255)         # red region, returned as BGR
     assert tuple(out[20, 30]) == (0, 0, 0)           # line multiplied on top
+
+
+def test_strokes_protocol_and_several_rows_share_the_hints(tmp_path, store_home):
+    data = tiny_set(str(tmp_path / "set"), n=2)
+    out_json = str(tmp_path / "s.json")
+    assert quality_main(["--data", data, "--engine", "flats", "--hints", "strokes", "--ratios", "0", "0.5", "1",
+                         "--json", out_json]) == 0
+    r = json.load(open(out_json))
+    assert r["protocol"] == "strokes" and r["ratios"] == [0.0, 0.5, 1.0] and r["images"] == 2
+    psnr = [r["per_ratio"][k]["psnr"] for k in ("0.0", "0.5", "1.0")]
+    assert psnr[0] < psnr[2]                               # strokes in every region beat none
+    # The same strokes on every run (seeded by the image's index).
+    from bench.quality.runner import stroke_samples
+    pairs = list_set(data)
+    a = [s["hint_mask"].copy() for _, s in stroke_samples(pairs, (0.0, 1.0))]
+    b = [s["hint_mask"].copy() for _, s in stroke_samples(pairs, (0.0, 1.0))]
+    assert all(np.array_equal(x, y) for x, y in zip(a, b)) and a[1].any() and not a[0].any()
+    with pytest.raises(SystemExit, match="stroke amounts"):
+        quality_main(["--data", data, "--engine", "flats", "--hints", "strokes", "--ratios", "0.5", "1"])
+
+
+def test_auto_row_is_exactly_the_commands_default_request():
+    col = EngineColorizer("auto")
+    req = col.request(np.zeros((8, 8, 4), np.uint8), None)
+    from krita_alac.engine.request import ColorizeRequest
+    default = ColorizeRequest(lines=req.lines)
+    for f in ("engine", "size", "snap", "compose", "gap", "fill", "backend", "device", "raw", "layers"):
+        assert getattr(req, f) == getattr(default, f), f

@@ -1,10 +1,18 @@
-"""Hint-AUC of an engine on an evaluation set, with the hintauc package.
+"""Hint-AUC of engines on an evaluation set, with the hintauc package, on two hint protocols.
 
-For each image hintauc generates the deterministic hints from the ground truth
-at each ratio; the engine colorizes the line art through the same code path as
-`krita-alac colorize` (Engines().colorize); the line art is laid over the
-result with Multiply, as it sits above the color layer in Krita; hintauc scores
-the picture against the ground truth.
+* hintauc: hintauc's deterministic scribbles from the ground truth's regions, at hint
+  ratios 0 … 1 (the paper's protocol).
+* strokes: artdata.strokes' artist-like short strokes (a few per region, 3-12 px wide,
+  often near borders, sometimes touching a line, some regions left unhinted), seeded by
+  the image's index, at stroke amounts 0 … 1 (the share of regions hinted) in place of the
+  ratio.  Regions are the ground truth's color areas between the lines.
+
+For each sample every row (engine + composition) colorizes the line art through the same
+code path as `krita-alac colorize` (Engines().colorize with a ColorizeRequest that sets only
+what the row names: `auto` alone is exactly the command's default); the line art is laid
+over the result with Multiply, as it sits above the color layer in Krita; hintauc's
+Evaluator scores the picture against the ground truth, and Hint-AUC is hintauc's trapezoid
+over the ratios (or amounts).  All rows see the same hints.
 """
 from __future__ import annotations
 
@@ -12,11 +20,15 @@ import os
 
 import numpy as np
 
-from krita_alac.engine.registry import Engines
 from krita_alac.engine.errors import UserError
+from krita_alac.engine.registry import Engines
 from krita_alac.engine.request import ColorizeRequest
 
 METRICS = ("mse", "psnr", "ssim")   # the perceptual ones need weights from model hubs
+PROTOCOLS = ("hintauc", "strokes")
+STROKE_AMOUNTS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
+STROKE_SEED = 20260
+COMPOSE_CHOICES = ("default", "shade", "snap", "raw")
 
 
 def list_set(folder: str):
@@ -35,13 +47,26 @@ def list_set(folder: str):
 
 
 class EngineColorizer:
-    """hintauc's colorizer callable around krita_alac's engines."""
+    """hintauc's colorizer callable around krita_alac's engines: one row of the table.
+    engine: "flats", "auto" or a model; compose: None (the command's default) or a mode;
+    size: None (the model's) or a working size."""
 
-    def __init__(self, engine: str, size: int = 512, snap: bool = False, sheet=None):
-        self.engines = Engines()
-        self.engine, self.size, self.snap = engine, size, snap
+    def __init__(self, engine: str, size: int | None = None, snap: bool | None = None, sheet=None,
+                 compose: str | None = None, engines: Engines | None = None):
+        self.engines = engines or Engines()
+        self.engine, self.size, self.snap, self.compose = engine, size, snap, compose
         self.notes: dict = {}
         self.sheet = sheet
+
+    def request(self, lines, hints) -> ColorizeRequest:
+        kw = {}
+        if self.size is not None:
+            kw["size"] = self.size
+        if self.snap is not None:
+            kw["snap"] = self.snap
+        if self.compose is not None:
+            kw["compose"] = self.compose
+        return ColorizeRequest(lines=lines, hints=hints, engine=self.engine, **kw)
 
     def __call__(self, sample) -> np.ndarray:
         gray = sample["line_art"]                        # H x W uint8, white paper
@@ -52,8 +77,7 @@ class EngineColorizer:
         hints = np.zeros((h, w, 4), np.uint8)
         hints[..., :3] = sample["hint_color"][..., ::-1]   # BGR -> RGB
         hints[..., 3] = np.where(sample["hint_mask"] > 0, 255, 0)
-        req = ColorizeRequest(lines=lines, hints=hints if hints[..., 3].any() else None, engine=self.engine,
-                              size=self.size, snap=self.snap)
+        req = self.request(lines, hints if hints[..., 3].any() else None)
         try:
             rgb = self.engines.colorize(req).rgba
             alpha = rgb[..., 3:4].astype(np.float32) / 255.0
@@ -95,21 +119,85 @@ class Sheet:
             Image.fromarray(np.concatenate(rows, 0)).save(path)
 
 
-def evaluate(data: str, engine: str, size: int = 512, ratios=None, snap: bool = False, sheet: str | None = None,
-             limit: int | None = None, metric_size: int = 256):
+def _load(pair):
+    from PIL import Image
+    lines_path, gt_path = pair
+    gt = np.asarray(Image.open(gt_path).convert("RGB"))
+    gray = Image.open(lines_path).convert("L")
+    if gray.size != (gt.shape[1], gt.shape[0]):
+        gray = gray.resize((gt.shape[1], gt.shape[0]), Image.Resampling.BILINEAR)
+    return np.asarray(gray), gt
+
+
+def hintauc_samples(pairs, alphas):
+    """hintauc's samples (its evaluate_colorizer's loop, kept here so several rows share them)."""
     import hintauc
+    for idx, pair in enumerate(pairs):
+        gray, gt = _load(pair)
+        h, w = gt.shape[:2]
+        hints = hintauc.generate_hints(np.ascontiguousarray(gt[..., ::-1]))
+        for a in alphas:
+            color, mask = hintauc.hint_inputs(hints, a, "scribble", h, w)
+            yield gt, {"index": idx, "name": os.path.basename(pair[1]), "alpha": a, "line_art": gray,
+                       "hint_color": color, "hint_mask": mask}
+
+
+def stroke_samples(pairs, amounts):
+    """artdata.strokes' artist hints: regions are the ground truth's color areas between the
+    lines; the rng is seeded by the image's index (the same strokes on every run)."""
+    from artdata.strokes import artist_hints, color_regions
+    for idx, pair in enumerate(pairs):
+        gray, gt = _load(pair)
+        labels = color_regions(gt, ink=gray < 128)
+        for a in amounts:
+            rgba = artist_hints(gt, np.random.default_rng(STROKE_SEED + idx), labels=labels, amount=a)
+            yield gt, {"index": idx, "name": os.path.basename(pair[1]), "alpha": a, "line_art": gray,
+                       "hint_color": np.ascontiguousarray(rgba[..., 2::-1]),
+                       "hint_mask": np.where(rgba[..., 3] > 0, 255, 0).astype(np.uint8)}
+
+
+def evaluate_rows(data: str, rows: dict, protocol: str = "hintauc", ratios=None, limit: int | None = None,
+                  sheet_rows: dict | None = None, metric_size: int = 256) -> dict:
+    """rows: {label: EngineColorizer}.  Returns {label: result} (per ratio means, Hint-AUC)."""
+    import hintauc
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown hint protocol {protocol!r}: use {' or '.join(PROTOCOLS)}")
     pairs = list_set(data)[:limit]
-    alphas = tuple(ratios) if ratios else hintauc.DEFAULT_ALPHAS
-    sh = Sheet() if sheet else None
-    col = EngineColorizer(engine, size, snap, sh)
-    res = hintauc.evaluate_colorizer(col, pairs, alphas=alphas, metrics=METRICS)
-    if sh is not None:
-        sh.save(sheet, [gt for _, gt in pairs])
-    label = engine + (" + snap" if snap else "")
-    return {"engine": label, "ratios": list(res["alphas"]),
-            "per_ratio": {str(a): v for a, v in res["per_alpha"].items()},
-            "hint_auc": res["hint_auc"], "images": res["n_images"], "notes": col.notes,
-            "protocol": res["protocol"]}
+    if protocol == "hintauc":
+        alphas = hintauc.check_alphas(tuple(ratios) if ratios else hintauc.DEFAULT_ALPHAS, full_range=True)
+        samples = hintauc_samples(pairs, alphas)
+    else:
+        alphas = tuple(float(a) for a in (ratios or STROKE_AMOUNTS))
+        if list(alphas) != sorted(set(alphas)) or alphas[0] != 0.0 or alphas[-1] != 1.0:
+            raise ValueError("stroke amounts must be strictly increasing from 0 to 1")
+        samples = stroke_samples(pairs, alphas)
+    ev = hintauc.Evaluator(metrics=METRICS, resize=metric_size)
+    sums = {label: {a: {} for a in alphas} for label in rows}
+    for gt, sample in samples:
+        for label, col in rows.items():
+            pred = col(sample)
+            for k, v in ev(pred[:, :, ::-1], gt).items():
+                sums[label][sample["alpha"]][k] = sums[label][sample["alpha"]].get(k, 0.0) + float(v)
+    n = len(pairs)
+    out = {}
+    for label, col in rows.items():
+        per = {a: {k: v / n for k, v in sums[label][a].items()} for a in alphas}
+        out[label] = {"engine": label, "protocol": protocol, "ratios": list(alphas),
+                      "per_ratio": {str(a): v for a, v in per.items()},
+                      "hint_auc": hintauc.hint_auc_table(per), "images": n, "notes": col.notes}
+        if col.sheet is not None and sheet_rows and label in sheet_rows:
+            col.sheet.save(sheet_rows[label], [gt for _, gt in pairs])
+    return out
+
+
+def evaluate(data: str, engine: str, size: int | None = None, ratios=None, snap: bool | None = None,
+             sheet: str | None = None, limit: int | None = None, metric_size: int = 256,
+             compose: str | None = None, protocol: str = "hintauc"):
+    """One row (kept for scripts): the result dict of `evaluate_rows`."""
+    col = EngineColorizer(engine, size, snap, Sheet() if sheet else None, compose)
+    r = evaluate_rows(data, {engine: col}, protocol, ratios, limit, {engine: sheet} if sheet else None,
+                      metric_size)
+    return r[engine]
 
 
 def table(result) -> str:
@@ -119,3 +207,15 @@ def table(result) -> str:
                    for r, v in result["per_ratio"].items())
     auc = "| **Hint-AUC** | " + " | ".join(f"**{result['hint_auc'][m]:.4f}**" for m in metrics) + " |\n"
     return head + rows + auc
+
+
+def side_by_side(results: dict, metric: str = "psnr") -> str:
+    """One line per row: the metric at every ratio and its Hint-AUC."""
+    first = next(iter(results.values()))
+    ratios = list(first["per_ratio"])
+    head = "| row | " + " | ".join(ratios) + f" | **Hint-AUC {metric}** | Hint-AUC ssim |\n"
+    head += "|---|" + "---|" * (len(ratios) + 2) + "\n"
+    body = "".join(f"| {label} | " + " | ".join(f"{r['per_ratio'][k][metric]:.2f}" for k in ratios)
+                   + f" | **{r['hint_auc'][metric]:.2f}** | {r['hint_auc']['ssim']:.3f} |\n"
+                   for label, r in results.items())
+    return head + body

@@ -51,12 +51,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="flats, an installed model id, an .onnx file or a checkpoint (default: auto)")
     z.add_argument("--i2v", help="Illustration2Vec weights for a checkpoint model")
     z.add_argument("-o", "--output", required=True, help="PNG to write")
-    z.add_argument("--size", type=_size, default=512, help="working size of the long side, multiple of 32")
+    z.add_argument("--size", type=_size, default=None,
+                   help="working size of the long side, multiple of 32 (default: the model's, see 'info')")
     z.add_argument("--raw", action="store_true", help="no resizing: input size must be a multiple of 32")
     z.add_argument("--backend", choices=("auto", "onnx", "torch"), default="auto")
     z.add_argument("--device", default="auto", help="auto, cpu, cuda, rocm, directml, coreml or mps")
     z.add_argument("--snap", action=argparse.BooleanOptionalAction, default=None,
-                   help="snap the neural colors to flat regions (default: as the model's card recommends)")
+                   help="--snap: one color per flat region (--compose snap); --no-snap: the raw network "
+                        "(--compose raw)")
+    z.add_argument("--compose", choices=("shade", "snap", "raw"), default=None,
+                   help="neural: shade = flat regions with the network's shading and exact hints (the default "
+                        "for models that recommend flats), snap = one color per region, raw = the network alone")
+    z.add_argument("--layers", action="store_true",
+                   help="also write OUT-flats.png and OUT-shading.png: the Shading layer in Grain Merge mode "
+                        "over the Flats layer gives OUT.png")
     z.add_argument("--gap", type=_gap, default=None, help="flats: close line gaps up to this many pixels")
     z.add_argument("--fill", choices=("nearest", "none"), default="nearest",
                    help="flats: color of regions without hints")
@@ -121,17 +129,30 @@ def cmd_colorize(args):
     from .registry import Engines
     from .imaging import check_size, write_png
     from .request import ColorizeRequest
-    check_size(args.size)
+    if args.size is not None:
+        check_size(args.size)
     _check_output(args.output)
     lines, hints = _read_pair(args)
     req = ColorizeRequest(lines=lines, hints=hints, engine=args.engine, size=args.size, raw=args.raw,
                           backend=args.backend, device=args.device, i2v=args.i2v, snap=args.snap,
-                          gap=args.gap, fill=args.fill)
+                          gap=args.gap, fill=args.fill, compose=args.compose, layers=args.layers)
     res = Engines().colorize(req)
     for w in res.warnings:
         print(f"{PROG}: note: {w}", file=sys.stderr)
-    write_png(args.output, res.rgba)
-    print(f"{res.engine} on {res.device}: {res.seconds:.2f} s -> {args.output}")
+    outs = [(args.output, res.rgba)]
+    for name, rgba, blend in res.layers or []:
+        outs.append((_layer_path(args.output, name), rgba))
+    for path, rgba in outs:
+        write_png(path, rgba)
+    size = f" at {res.size} px" if res.size else ""
+    print(f"{res.engine} on {res.device}{size}: {res.seconds:.2f} s -> {args.output}")
+    for name, _, blend in res.layers or []:
+        print(f"  layer {name} ({blend}) -> {_layer_path(args.output, name)}")
+
+
+def _layer_path(output, name):
+    root, ext = os.path.splitext(output)
+    return f"{root}-{name.lower()}{ext or '.png'}"
 
 
 def cmd_flats(args):
@@ -197,9 +218,13 @@ def cmd_info(args):
     models = store.installed_models()
     if not models:
         print("installed models: none (colorize uses flats)")
+    from .registry import model_size
+    from .request import DEFAULT_SIZE
     for m in models:
         files = ", ".join(os.path.basename(p) for p in (m.onnx, m.fp16, m.netg, m.i2v) if p)
-        print(f"  {m.id}: {m.label} [{m.kind}] {files}")
+        size = model_size(m.meta)
+        size = f"working size {size}" if size else f"working size {DEFAULT_SIZE} (model.json names none)"
+        print(f"  {m.id}: {m.label} [{m.kind}] {files}, {size}")
 
 
 COMMANDS = {"convert": cmd_convert, "colorize": cmd_colorize, "flats": cmd_flats, "lines": cmd_lines,

@@ -12,6 +12,7 @@ import numpy as np
 
 ENGINE_AUTO = "auto"     # the default neural model if one is installed, else flats
 ENGINE_FLATS = "flats"
+DEFAULT_SIZE = 512       # working size for a model whose model.json does not name one
 
 
 @dataclass
@@ -19,7 +20,8 @@ class ColorizeRequest:
     lines: np.ndarray                  # H x W x 4 uint8 RGBA line art
     hints: np.ndarray | None = None    # H x W x 4 uint8 RGBA hint strokes, or None
     engine: str = ENGINE_AUTO          # "auto", "flats", an installed model id, or a model file
-    size: int = 512                    # working size of the long side for neural engines
+    size: int | None = None            # working size of the long side for neural engines; None: the model's
+                                       # own (model.json "size"), else DEFAULT_SIZE
     raw: bool = False                  # no resizing at all (neural engines)
     backend: str = "auto"              # "auto", "onnx" or "torch"
     device: str = "auto"               # "auto", "cpu", "cuda", ...
@@ -28,6 +30,8 @@ class ColorizeRequest:
     fill: str = "nearest"              # flats: "nearest", "none" (or "model", internal)
     gap: float | None = None           # flats: gap to close in pixels; None = from line width
     want_labels: bool = False          # also return the flats region map
+    compose: str | None = None         # neural: "shade", "snap", "raw"; None: from snap, else the model's default
+    layers: bool = False               # also return the result as "Flats" + "Shading" (Grain Merge) layers
 
     @property
     def size_hw(self):
@@ -43,3 +47,8 @@ class ColorizeResult:
     cached: bool = False               # sketch features were reused
     labels: np.ndarray | None = None
     warnings: list = field(default_factory=list)
+    # layers=True: [(name, H x W x 4 uint8, Krita blending mode id)], bottom first; stacking them
+    # (Flats normal, Shading "grain_merge") gives `rgba` within one level.
+    layers: list | None = None
+    compose: str = ""                  # the composition that ran ("shade", "snap", "raw", "flats")
+    size: int | None = None            # the working size the network ran at

@@ -49,6 +49,7 @@ import traceback
 import numpy as np
 
 from .limits import MAX_CANVAS_PIXELS, PEAK_BYTES_PER_PIXEL
+from .process import configure_worker
 
 PIXEL_FORMATS = ("BGRA8", "RGBA8")
 REQUEST_FIELDS = ("engine", "size", "raw", "backend", "device", "i2v", "snap", "fill", "gap")
@@ -370,6 +371,7 @@ def serve(rin, wout) -> int:
 
 
 def main() -> int:
+    configure_worker()          # cores - 1 threads and a lower priority: Krita stays responsive
     # stdout carries the protocol only: anything a library prints goes to stderr.
     wout = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())

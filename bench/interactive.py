@@ -1,0 +1,143 @@
+"""Hint iteration speed in the worker process, through the real worker protocol.
+
+    python -m bench.interactive [--sizes 2048x2048 4096x4096 4096x3072] [--engines flats auto] [--reps 3]
+
+For each page size and engine: a *fresh* colorize (line art the worker has not seen) and a
+*re-run* after adding one hint stroke (the line art named by its digest and not sent again,
+the hints cropped to their bounds, as the plugin sends them).  Times are from the request
+leaving this process to the result's last byte arriving.  Each is printed as a ratio to one
+plain `scipy.ndimage.label` pass over the same page's ink, measured here in the same run
+(median of --reps), so the numbers compare across machines.  The page: 120 outlined shapes
+(circles, boxes) and 60 hint strokes, as in issue 14.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+
+def make_page(h: int, w: int, seed: int = 0, shapes: int = 120, strokes: int = 60):
+    rng = np.random.default_rng(seed)
+    ink = np.zeros((h, w), bool)
+    for i in range(shapes):
+        r = int(rng.integers(min(h, w) // 60, min(h, w) // 8))
+        cy, cx = int(rng.integers(0, h)), int(rng.integers(0, w))
+        y0, y1, x0, x1 = max(cy - r - 3, 0), min(cy + r + 4, h), max(cx - r - 3, 0), min(cx + r + 4, w)
+        yy, xx = np.ogrid[y0:y1, x0:x1]
+        if i % 2:
+            d = np.hypot(yy - cy, xx - cx)
+            ink[y0:y1, x0:x1] |= np.abs(d - r) < 1.5
+        else:
+            inside = (np.abs(yy - cy) <= r) & (np.abs(xx - cx) <= r)
+            edge = (np.abs(yy - cy) >= r - 2) | (np.abs(xx - cx) >= r - 2)
+            ink[y0:y1, x0:x1] |= inside & edge
+    lines = np.zeros((h, w, 4), np.uint8)
+    lines[ink, 3] = 255
+    hints = np.zeros((h, w, 4), np.uint8)
+    for _ in range(strokes):
+        add_stroke(hints, rng)
+    return lines, hints, ink
+
+
+def add_stroke(hints, rng):
+    h, w = hints.shape[:2]
+    y, x = int(rng.integers(0, h - 12)), int(rng.integers(0, w - 60))
+    hints[y:y + 8, x:x + 50, :3] = rng.integers(0, 256, 3)
+    hints[y:y + 8, x:x + 50, 3] = 255
+
+
+def label_time(ink, reps):
+    from scipy import ndimage as ndi
+    free = ~ink
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        ndi.label(free)
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+class Worker:
+    def __init__(self):
+        self.p = subprocess.Popen([sys.executable, "-m", "krita_alac.engine.worker"], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE)
+        self.id = 0
+        hello = self.read()
+        assert hello["type"] == "ready", hello
+
+    def read(self):
+        return json.loads(self.p.stdout.readline())
+
+    def colorize(self, lines, hints, digest, engine, send_lines=True):
+        """Seconds from sending to the result's last byte, and the result header."""
+        h, w = hints.shape[:2]
+        self.id += 1
+        ys, xs = np.nonzero(hints[..., 3])
+        y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+        crop = np.ascontiguousarray(hints[y0:y1, x0:x1])
+        lb = lines.tobytes() if send_lines else b""
+        hb = crop.tobytes()
+        msg = {"op": "colorize", "id": self.id, "width": w, "height": h, "format": "RGBA8", "lines": len(lb),
+               "hints": len(hb), "hints_rect": [int(x0), int(y0), int(x1 - x0), int(y1 - y0)],
+               "lines_digest": digest, "engine": engine}
+        t = time.perf_counter()
+        self.p.stdin.write(json.dumps(msg).encode() + b"\n" + lb + hb)
+        self.p.stdin.flush()
+        while True:
+            r = self.read()
+            if r["type"] == "progress":
+                continue
+            if r["type"] != "result":
+                raise RuntimeError(r)
+            self.p.stdout.read(r["bytes"])
+            return time.perf_counter() - t, r
+
+    def close(self):
+        self.p.stdin.write(b'{"op": "quit"}\n')
+        self.p.stdin.flush()
+        self.p.wait(10)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m bench.interactive")
+    ap.add_argument("--sizes", nargs="+", default=["2048x2048", "4096x4096", "4096x3072"])
+    ap.add_argument("--engines", nargs="+", default=["flats", "auto"])
+    ap.add_argument("--reps", type=int, default=3)
+    a = ap.parse_args(argv)
+    w = Worker()
+    print("| page | engine | scipy label | fresh | fresh / label | re-run (1 stroke) | re-run / label |")
+    print("|---|---|---|---|---|---|---|")
+    try:
+        for size in a.sizes:
+            pw, ph = (int(v) for v in size.split("x"))
+            lines, hints, ink = make_page(ph, pw)
+            ref = label_time(ink, a.reps)
+            for eng in a.engines:
+                fresh, rerun = [], []
+                for rep in range(a.reps):
+                    # A line art the worker has not seen: one more dot each time.
+                    ln = lines.copy()
+                    ln[rep, rep + 1, 3] = 255
+                    digest = f"{size}-{eng}-{rep}-{os.getpid()}"
+                    t, r = w.colorize(ln, hints, digest, eng)
+                    fresh.append(t)
+                    hh = hints.copy()
+                    add_stroke(hh, np.random.default_rng(100 + rep))
+                    t, r = w.colorize(ln, hh, digest, eng, send_lines=False)
+                    rerun.append(t)
+                f, rr = statistics.median(fresh), statistics.median(rerun)
+                print(f"| {pw}x{ph} | {eng} ({r['engine']}) | {ref * 1000:.0f} ms | {f:.2f} s | {f / ref:.1f}x "
+                      f"| {rr:.3f} s | {rr / ref:.1f}x |", flush=True)
+    finally:
+        w.close()
+
+
+if __name__ == "__main__":
+    main()

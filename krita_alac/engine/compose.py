@@ -1,0 +1,385 @@
+"""One result from the flat regions and a network's colors, at full canvas resolution.
+
+The network sees the page at its working size (256-512 px); the flat regions are
+exact at canvas resolution.  `compose` keeps what each is good at:
+
+* **base colors, one per region**: the artist's hint where the region has one
+  (exact), else the network's median color over the region (as snapping does);
+  an unhinted region whose network color is within `palette_snap` of a color the
+  artist used anywhere takes that exact color.
+* **regions that swallowed several differently hinted areas** (gap closing leaked,
+  or a line is missing): each pixel takes, of that region's hint colors, the one
+  nearest the network's color there, so the network draws the border the lines
+  do not.
+* **shading**: the network's own variation inside each region, as a deviation from
+  its region's median, smoothed a little and upsampled.  Only low-resolution pixels
+  whose footprint lies wholly inside one region (not touching ink or another
+  region, an eroded "pure" mask) contribute, and the upsampling is normalised by
+  their weight, so no color crosses a line: a region's color comes from the
+  canvas-resolution label map, and the deviation field only shifts it.
+* **hint pixels exact**: where the artist painted, the result is the stroke
+  (alpha-blended over the rest).
+
+As two layers: "Flats" (base colors, the split regions and the hint pixels) and
+"Shading" = result - flats + 128 in the **Grain Merge** blending mode, which
+recomposes flats + shading - 128 = the single-layer result exactly (the deviation is
+clipped to -128..127 before it is added, so nothing is lost).  Neutral gray means
+no change, so an artist can paint over the shading layer or hide it.
+
+Every table is per region (bincount over labels) or per low-resolution pixel; the
+canvas is only touched by gathers and by the banded addition of the shading, so
+memory stays bounded at 8192^2 with any number of regions.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from .flats import LineArt, Votes, paint
+
+COMPOSE_MODES = ("shade", "snap", "raw", "flats")
+DEFAULT_COMPOSE = "shade"
+SHADING_BLEND = "grain_merge"        # Krita's composite op id for the Shading layer
+_FIELD_STEP = 4                      # the shading field is upsampled to 1/4 canvas, then blocks of 4x4
+_BAND = 512                          # canvas rows per band in the shading addition
+
+
+@dataclass
+class ComposeOptions:
+    """Defaults chosen from the variants measured with bench.quality on both hint protocols (see the
+    README): with today's alac-open, a tenth of the network's light and dark in hinted regions and
+    a quarter elsewhere, no hue, at most 12 levels."""
+    strength: float = 0.1            # how much of the network's variation is kept in hinted regions (0 = snap)
+    unhinted: float | None = 0.25    # the same in regions without a hint (None: as `strength`)
+    chroma: float = 0.0              # share of the variation's hue kept (0 = light and dark only)
+    clamp: float = 12.0              # largest shift of a channel, levels
+    sigma: float = 1.0               # smoothing of the deviation field, low-resolution pixels
+    erode: int = 1                   # low-resolution pixels kept away from lines and other regions
+    conflict: float = 0.15           # second hint color's weight share that marks a region "split"
+    palette_snap: float = 0.0        # RGB distance under which an unhinted region takes a hint color (0: off)
+    exact_hints: bool = True
+
+
+@dataclass
+class Composition:
+    rgba: np.ndarray                 # H x W x 4 uint8, the single-layer result
+    flats: np.ndarray | None = None  # H x W x 4 "Flats" layer (layers=True)
+    shading: np.ndarray | None = None  # H x W x 4 "Shading" layer, Grain Merge
+
+
+# --- tables that depend only on the line art and the working size (cached in LineArt.extra) ----
+
+def _starts(n_canvas: int, n_low: int) -> np.ndarray:
+    return (np.arange(n_low, dtype=np.int64) * n_canvas) // n_low
+
+
+def low_tables(la: LineArt, h: int, w: int) -> dict:
+    """Per low-resolution pixel (h x w): the label at its centre and whether its
+    footprint is one region with no ink (eroded by `erode` later)."""
+    key = ("low", h, w)
+    t = la.extra.get(key)
+    if t is not None:
+        return t
+    H, W = la.shape
+    ys, xs = _starts(H, h), _starts(W, w)
+    cy = ((np.arange(h) + 0.5) * H / h).astype(np.int64).clip(0, H - 1)
+    cx = ((np.arange(w) + 0.5) * W / w).astype(np.int64).clip(0, W - 1)
+    lowlab = la.labels[cy][:, cx]
+    if h < H and w < W:
+        lo = np.minimum.reduceat(np.minimum.reduceat(la.labels, ys, axis=0), xs, axis=1)
+        hi = np.maximum.reduceat(np.maximum.reduceat(la.labels, ys, axis=0), xs, axis=1)
+        inked = np.maximum.reduceat(np.maximum.reduceat(la.ink.view(np.uint8), ys, axis=0), xs, axis=1) > 0
+        clean = (lo == hi) & ~inked
+    else:
+        clean = ~la.ink[cy][:, cx]
+    t = {"lowlab": lowlab, "clean": clean, "cy": cy, "cx": cx}
+    la.extra[key] = t
+    return t
+
+
+def _pure(t: dict, erode: int) -> np.ndarray:
+    key = ("pure", erode)
+    if key not in t:
+        lab, pure = t["lowlab"], t["clean"].copy()
+        for _ in range(erode):
+            # A pixel stays pure if its 4 neighbours are pure and of its region.
+            p = np.pad(pure, 1)
+            lp = np.pad(lab, 1, mode="edge")
+            same = ((lp[:-2, 1:-1] == lab) & p[:-2, 1:-1] & (lp[2:, 1:-1] == lab) & p[2:, 1:-1]
+                    & (lp[1:-1, :-2] == lab) & p[1:-1, :-2] & (lp[1:-1, 2:] == lab) & p[1:-1, 2:])
+            pure = pure & same
+        t[key] = pure
+    return t[key]
+
+
+def _box_centres(la: LineArt) -> np.ndarray:
+    """(n+1) x 2 (y, x) centre of each region's bounding box (one C pass, cached)."""
+    c = la.extra.get("boxes")
+    if c is None:
+        c = np.zeros((la.n + 1, 2), np.float64)
+        for i, sl in enumerate(ndi.find_objects(la.labels, max_label=la.n), 1):
+            if sl is not None:
+                c[i] = ((sl[0].start + sl[0].stop - 1) / 2.0, (sl[1].start + sl[1].stop - 1) / 2.0)
+        la.extra["boxes"] = c
+    return c
+
+
+# --- per run -------------------------------------------------------------------------------------
+
+def _group_median(lab: np.ndarray, vals: np.ndarray, n: int):
+    """Per-label median of vals (k x 3, 0..255) by sorting one integer key per channel
+    (k is a low-resolution pixel count)."""
+    med = np.zeros((n + 1, 3), np.float32)
+    count = np.bincount(lab, minlength=n + 1)
+    have = count > 0
+    if lab.size == 0:
+        return med, have
+    start = np.concatenate([[0], np.cumsum(count)[:-1]])
+    mid = (start + (count - 1) // 2)[have]
+    q = np.clip(np.round(vals), 0, 255).astype(np.int64)
+    for c in range(3):
+        key = np.sort(lab * 256 + q[:, c])
+        med[have, c] = key[mid] & 255
+    return med, have
+
+
+def region_network_colors(la: LineArt, net: np.ndarray, erode: int = 1) -> np.ndarray:
+    """(n+1) x 3 float32: each region's median network color over its pure low-resolution
+    pixels; regions with none use all their low-resolution pixels, and regions too small to
+    own one use the network's color at their bounding box centre."""
+    h, w = net.shape[:2]
+    t = low_tables(la, h, w)
+    lab = t["lowlab"].ravel().astype(np.int64)
+    flat = net.reshape(-1, 3)
+    pure = _pure(t, erode).ravel()
+    med, have = _group_median(lab[pure], flat[pure], la.n)
+    if not have[1:].all():
+        med2, have2 = _group_median(lab, flat, la.n)
+        fill = ~have & have2
+        med[fill] = med2[fill]
+        have |= have2
+        if not have[1:].all():
+            H, W = la.shape
+            c = _box_centres(la)
+            miss = np.flatnonzero(~have)
+            miss = miss[miss > 0]
+            yy = np.clip((c[miss, 0] * h / H).astype(np.int64), 0, h - 1)
+            xx = np.clip((c[miss, 1] * w / W).astype(np.int64), 0, w - 1)
+            med[miss] = net[yy, xx]
+    return med
+
+
+def split_regions(votes: Votes, n: int, share: float, k: int = 4):
+    """Regions whose second hint color holds at least `share` of the hint weight:
+    (bool (n+1), (n+1) x k x 3 candidate colors, (n+1) x k valid)."""
+    split = np.zeros(n + 1, bool)
+    if votes.bin_region.size == 0:
+        return split, None, None
+    r, wgt = votes.bin_region, votes.bin_weight
+    total = np.bincount(r, weights=wgt, minlength=n + 1)
+    order = np.lexsort((-wgt, r))                 # per region, heaviest bin first
+    r_o = r[order]
+    first = np.r_[True, r_o[1:] != r_o[:-1]]
+    grp_start = np.maximum.accumulate(np.where(first, np.arange(r_o.size), 0))
+    rank = np.arange(r_o.size) - grp_start
+    second = order[rank == 1]
+    split[r[second]] = wgt[second] >= share * total[r[second]]
+    split[0] = False
+    if not split.any():
+        return split, None, None
+    cand = np.zeros((n + 1, k, 3), np.float32)
+    valid = np.zeros((n + 1, k), bool)
+    keep = (rank < k) & split[r_o] & (wgt[order] >= 0.5 * share * total[r_o])
+    cand[r_o[keep], rank[keep]] = votes.bin_rgb[order[keep]]
+    valid[r_o[keep], rank[keep]] = True
+    return split, cand, valid
+
+
+def quarter_labels(la: LineArt, step: int) -> np.ndarray:
+    """The label at the centre of every step x step block of the canvas (cached)."""
+    key = ("quarter", step)
+    q = la.extra.get(key)
+    if q is None:
+        H, W = la.shape
+        cy = np.minimum(np.arange(-(-H // step)) * step + step // 2, H - 1)
+        cx = np.minimum(np.arange(-(-W // step)) * step + step // 2, W - 1)
+        q = la.extra[key] = la.labels[cy][:, cx]
+    return q
+
+
+def _upsample(a: np.ndarray, out_hw) -> np.ndarray:
+    from PIL import Image
+    oh, ow = out_hw
+    return np.asarray(Image.fromarray(np.ascontiguousarray(a, np.float32), "F").resize(
+        (ow, oh), Image.Resampling.BILINEAR), np.float32)
+
+
+def _field(net: np.ndarray, lowlab: np.ndarray, pure: np.ndarray, med: np.ndarray, sigma: float,
+           out_hw, chroma: float = 1.0, region_gain: np.ndarray | None = None) -> np.ndarray:
+    """The network's deviation from its region's median, from pure pixels only, smoothed
+    and upsampled (normalised by the pure weight) to out_hw: float32 x 3."""
+    wgt = pure.astype(np.float32)
+    dev = (net - med[lowlab]) * wgt[..., None]
+    if region_gain is not None:
+        dev *= region_gain[lowlab][..., None]
+    if chroma != 1:
+        lum = (dev @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
+        dev = lum + chroma * (dev - lum)
+    if sigma > 0:
+        wgt = ndi.gaussian_filter(wgt, sigma, mode="nearest")
+        dev = np.stack([ndi.gaussian_filter(dev[..., c], sigma, mode="nearest") for c in range(3)], -1)
+    uw = _upsample(wgt, out_hw)
+    norm = np.where(uw > 1e-3, 1.0 / np.maximum(uw, 1e-3), 0.0).astype(np.float32)
+    return np.stack([_upsample(dev[..., c], out_hw) * norm for c in range(3)], -1)
+
+
+def _add_field(labels: np.ndarray, palette: np.ndarray, field: np.ndarray | None, step: int) -> np.ndarray:
+    """clip(palette[labels] + field expanded to step x step blocks): H x W x 4 uint8, alpha kept.
+
+    In bands of rows: each band's flat colors are gathered, the field (int16, 1/step of the
+    canvas per side, repeated along the row once) is added to `step` canvas rows at a time by
+    broadcasting, clipped and stored, so no canvas-sized temporary exists and each band stays
+    in the cache."""
+    H, W = labels.shape
+    p32 = np.ascontiguousarray(palette, np.uint8).view(np.uint32).ravel()
+    out = np.empty((H, W, 4), np.uint8)
+    o32 = out.view(np.uint32).reshape(H, W)
+    if field is None:
+        np.take(p32, labels, out=o32)
+        return out
+    f4 = np.zeros(field.shape[:2] + (4,), np.int16)
+    f4[..., :3] = field
+    band = max(_BAND // step, 1) * step
+    for y0 in range(0, H, band):
+        y1 = min(y0 + band, H)
+        rows = y1 - y0
+        nb = -(-rows // step)
+        fh = np.repeat(f4[y0 // step:y0 // step + nb], step, axis=1)[:, :W]      # nb x W x 4
+        b = p32[labels[y0:y1]].view(np.uint8).reshape(rows, W, 4).astype(np.int16)
+        full = rows // step
+        if full:
+            b[:full * step].reshape(full, step, W * 4)[...] += fh[:full].reshape(full, 1, W * 4)
+        for r in range(full * step, rows):
+            b[r] += fh[r // step]
+        np.clip(b, 0, 255, out=b)
+        out[y0:y1] = b
+    return out
+
+
+def _split_field(la: LineArt, net: np.ndarray, base_colors: np.ndarray, split, cand, valid, step: int):
+    """For regions holding several hint colors: per step x step block, the region's hint color
+    nearest the network's color there, as a shift from the region's base color (the blocks
+    outside those regions 0), and the mask of those blocks."""
+    ql = quarter_labels(la, step)
+    inside = split[ql]
+    if not inside.any():
+        return None, None
+    qh, qw = ql.shape
+    netq = np.stack([_upsample(net[..., c], (qh, qw)) for c in range(3)], -1)
+    r = ql[inside]
+    c = netq[inside]
+    d = ((cand[r] - c[:, None, :]) ** 2).sum(2)
+    d[~valid[r]] = np.inf
+    f = np.zeros((qh, qw, 3), np.float32)
+    f[inside] = cand[r, d.argmin(1)] - np.clip(np.round(base_colors[r]), 0, 255)
+    return f, inside
+
+
+def compose(la: LineArt, votes: Votes, net: np.ndarray, mode: str = DEFAULT_COMPOSE,
+            options: ComposeOptions | None = None, layers: bool = False) -> Composition:
+    """`net`: the network's colors over the content at working size, h x w x 3 float32 in
+    0..255 (not upsampled).  `mode`: shade (the default), snap (one network or hint color
+    per region) or flats-like palettes; 'raw' is the caller's plain upsampling."""
+    o = options or ComposeOptions()
+    n = la.n
+    net = np.asarray(net, np.float32)
+    med = region_network_colors(la, net, o.erode)
+    colors = np.where(votes.hinted[:, None], votes.colors.astype(np.float32), med)
+    if mode == "snap":
+        palette = _palette(colors)
+        rgba = paint(la.labels, palette)
+        return Composition(rgba, rgba if layers else None, _neutral(rgba) if layers else None)
+    if mode != "shade":
+        raise ValueError(f"compose mode {mode!r}")
+    # Unhinted regions: a color the artist used, when the network's color is close to it.
+    if o.palette_snap > 0 and votes.bin_rgb.shape[0]:
+        pal = np.unique(votes.bin_rgb, axis=0).astype(np.float32)
+        free = np.flatnonzero(~votes.hinted)
+        free = free[free > 0]
+        if free.size and pal.shape[0]:
+            d = np.full(free.size, np.inf, np.float32)
+            pick = np.zeros(free.size, np.int64)
+            for j in range(pal.shape[0]):            # palette is small (distinct hint colors)
+                dj = np.sqrt(((med[free] - pal[j]) ** 2).sum(1))
+                better = dj < d
+                d[better], pick[better] = dj[better], j
+            near = d < o.palette_snap
+            colors[free[near]] = pal[pick[near]]
+    palette = _palette(colors)
+    H, W = la.shape
+    h, w = net.shape[:2]
+    step = _FIELD_STEP
+    qhw = (-(-H // step), -(-W // step))
+    split_f = inside = None
+    if o.conflict > 0:
+        split, cand, valid = split_regions(votes, n, o.conflict)
+        if cand is not None:
+            split_f, inside = _split_field(la, net, colors, split, cand, valid, step)
+    unh = o.strength if o.unhinted is None else o.unhinted
+    shade_f = None
+    if o.strength > 0 or unh > 0:
+        t = low_tables(la, h, w)
+        gain = None if unh == o.strength else np.where(votes.hinted, o.strength, unh).astype(np.float32)
+        shade_f = _field(net, t["lowlab"], _pure(t, o.erode), med, o.sigma, qhw, o.chroma, gain)
+        if gain is None and o.strength != 1:
+            shade_f *= o.strength
+        lim = min(o.clamp, 127.0)
+        np.clip(shade_f, -lim, lim, out=shade_f)
+        if inside is not None:
+            shade_f[inside] = 0                 # split regions: flat colors only
+
+    def expand(f):
+        return _add_field(la.labels, palette, None if f is None else np.round(f).astype(np.int16), step)
+    total = shade_f if split_f is None else (split_f if shade_f is None else split_f + shade_f)
+    rgba = expand(total)
+    flats = expand(split_f) if layers else None
+    if o.exact_hints and votes.idx.size:
+        a = (votes.alpha / 255.0)[:, None]
+        for img in ((rgba, flats) if layers else (rgba,)):
+            f = img.reshape(-1, 4)
+            f[votes.idx, :3] = np.clip(np.round(f[votes.idx, :3] * (1 - a) + votes.rgb * a), 0, 255).astype(np.uint8)
+    if not layers:
+        return Composition(rgba)
+    return Composition(rgba, flats, shading_layer(rgba, flats))
+
+
+def shading_layer(rgba: np.ndarray, flats: np.ndarray) -> np.ndarray:
+    """result - flats + 128, opaque: the Grain Merge layer that turns flats into the result."""
+    s = np.empty_like(rgba)
+    d = rgba[..., :3].astype(np.int16) - flats[..., :3] + 128
+    s[..., :3] = np.clip(d, 0, 255)
+    s[..., 3] = 255
+    return s
+
+
+def grain_merge(flats: np.ndarray, shading: np.ndarray) -> np.ndarray:
+    """Krita's Grain Merge of an opaque layer over flats: flats + shading - 128, clipped."""
+    out = flats.copy()
+    out[..., :3] = np.clip(flats[..., :3].astype(np.int16) + shading[..., :3] - 128, 0, 255)
+    return out
+
+
+def _neutral(rgba):
+    s = np.full_like(rgba, 128)
+    s[..., 3] = 255
+    return s
+
+
+def _palette(colors: np.ndarray) -> np.ndarray:
+    p = np.zeros((colors.shape[0], 4), np.uint8)
+    p[:, :3] = np.clip(np.round(colors), 0, 255)
+    p[:, 3] = 255
+    p[0] = 0
+    return p

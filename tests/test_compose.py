@@ -1,0 +1,191 @@
+"""The default composition (flat regions + the network's shading + exact hints), its two
+layers, and the line-art cache of the engine registry."""
+import numpy as np
+import pytest
+
+from krita_alac.engine.compose import ComposeOptions, compose, grain_merge, low_tables
+from krita_alac.engine.flats import LineArt, compute_flats
+from krita_alac.engine.registry import Engines, LineArtCache, digest
+from krita_alac.engine.request import ColorizeRequest
+
+RED, BLUE, GREEN = (220, 30, 30), (30, 40, 220), (40, 190, 60)
+H, W = 128, 192
+
+
+def two_rooms(gap_at=None):
+    """Frame split by a 3-px wall at x 95..97 (optionally with a 20-px opening at y 50)."""
+    lines = np.zeros((H, W, 4), np.uint8)
+    ink = np.zeros((H, W), bool)
+    ink[:3], ink[-3:], ink[:, :3], ink[:, -3:] = True, True, True, True
+    ink[:, 95:98] = True
+    if gap_at is not None:
+        ink[gap_at:gap_at + 20, 95:98] = False
+    lines[ink] = (0, 0, 0, 255)
+    return lines, ink
+
+
+def stroke(hints, y, x, color, h=6, w=20):
+    hints[y:y + h, x:x + w, :3] = color
+    hints[y:y + h, x:x + w, 3] = 255
+
+
+def network(left, right, shade=0.0, size=(32, 48)):
+    """A network result at working size: `left` and `right` halves, blurred across the wall,
+    with a vertical light-to-dark gradient of +-shade levels."""
+    from scipy import ndimage as ndi
+    h, w = size
+    net = np.zeros((h, w, 3), np.float32)
+    net[:, : w // 2] = left
+    net[:, w // 2:] = right
+    net = ndi.uniform_filter(net, (1, 5, 1))           # bleeds across the wall, as a network does
+    net += np.linspace(shade, -shade, h, dtype=np.float32)[:, None, None]
+    return np.clip(net, 0, 255)
+
+
+def test_hinted_regions_keep_their_color_and_get_the_networks_shading():
+    lines, ink = two_rooms()
+    hints = np.zeros((H, W, 4), np.uint8)
+    stroke(hints, 60, 30, RED)
+    stroke(hints, 60, 130, BLUE)
+    la = LineArt(lines)
+    opts = ComposeOptions(strength=1.0, chroma=1.0, clamp=127, sigma=0.5)
+    c = compose(la, la.vote(hints), network(GREEN, GREEN, shade=30), "shade", opts).rgba
+    left = ~ink & (np.arange(W) < 90)[None, :]
+    # Exact where the artist painted.
+    assert (c[60:66, 30:50, :3] == RED).all() and (c[60:66, 130:150, :3] == BLUE).all()
+    # The region's median is the hint color; the shading runs light (top) to dark (bottom).
+    med = np.median(c[left][:, :3], axis=0)
+    assert np.abs(med - RED).max() <= 3
+    top, bottom = c[10:20, 20:80, :3].astype(int).mean((0, 1)), c[108:118, 20:80, :3].astype(int).mean((0, 1))
+    assert (top - bottom).min() > 20
+    assert (c[..., 3] == 255).all()
+
+
+def test_no_color_crosses_a_line_at_full_resolution():
+    lines, ink = two_rooms()
+    hints = np.zeros((H, W, 4), np.uint8)
+    stroke(hints, 60, 30, RED)
+    stroke(hints, 60, 130, BLUE)
+    la = LineArt(lines)
+    # The network paints the left room green and the right one yellow, blurred across the wall.
+    c = compose(la, la.vote(hints), network(GREEN, (230, 220, 20)), "shade",
+                ComposeOptions(strength=1.0, chroma=1.0, clamp=127)).rgba.astype(int)
+    xs = np.arange(W)[None, :]
+    for side, color in (((xs >= 3) & (xs < 95), RED), ((xs >= 98) & (xs < W - 3), BLUE)):
+        px = c[~ink & side][:, :3]
+        # Only the region's own (flat) variation: nothing of the neighbour's color, even at the wall.
+        assert np.abs(px - color).max() <= 2, np.abs(px - color).max()
+
+
+def test_unhinted_region_takes_the_networks_median():
+    lines, ink = two_rooms()
+    hints = np.zeros((H, W, 4), np.uint8)
+    stroke(hints, 60, 30, RED)
+    la = LineArt(lines)
+    c = compose(la, la.vote(hints), network(RED, (30, 200, 200)), "snap").rgba
+    right = ~ink & (np.arange(W) > 100)[None, :] & (np.arange(W) < W - 3)[None, :]
+    assert (c[right][:, :3] == (30, 200, 200)).all()
+
+
+def test_a_region_with_two_hint_colors_is_split_where_the_network_says():
+    # The wall has an opening the gap closing cannot close: one region, two hint colors.
+    lines, ink = two_rooms(gap_at=50)
+    hints = np.zeros((H, W, 4), np.uint8)
+    stroke(hints, 20, 30, RED, w=30)
+    stroke(hints, 20, 130, BLUE, w=30)
+    la = LineArt(lines, gap=4)
+    assert la.n == 1
+    c = compose(la, la.vote(hints), network(RED, BLUE), "shade", ComposeOptions(strength=0)).rgba
+    assert (c[100:110, 10:80, :3] == RED).all()
+    assert (c[100:110, 115:185, :3] == BLUE).all()
+    # Snapping gives the whole region one color.
+    s = compose(la, la.vote(hints), network(RED, BLUE), "snap").rgba
+    assert len(np.unique(s[~ink][:, :3], axis=0)) == 1
+
+
+def test_two_layers_recompose_the_single_layer_result_with_grain_merge():
+    lines, ink = two_rooms(gap_at=50)
+    hints = np.zeros((H, W, 4), np.uint8)
+    stroke(hints, 20, 30, RED, w=30)
+    stroke(hints, 20, 130, BLUE, w=30)
+    hints[90:95, 40:60, :3], hints[90:95, 40:60, 3] = (250, 250, 0), 180      # a soft stroke
+    la = LineArt(lines, gap=4)
+    net = network(RED, BLUE, shade=60)
+    for opts in (ComposeOptions(), ComposeOptions(strength=1, chroma=1, clamp=127)):
+        c = compose(la, la.vote(hints), net, "shade", opts, layers=True)
+        assert c.flats.shape == c.shading.shape == c.rgba.shape
+        assert (c.shading[..., 3] == 255).all()
+        back = grain_merge(c.flats, c.shading)
+        assert np.abs(back.astype(int) - c.rgba.astype(int)).max() <= 1
+        # The flats layer is flat: per 4x4 block at most the region's hint colors, no gradient.
+        assert len(np.unique(c.flats[~ink][:, :3], axis=0)) <= 4
+        alone = compose(la, la.vote(hints), net, "shade", opts)
+        assert np.array_equal(alone.rgba, c.rgba)
+
+
+def test_low_resolution_tables_keep_away_from_lines():
+    lines, ink = two_rooms()
+    la = LineArt(lines)
+    t = low_tables(la, 32, 48)
+    # A low-resolution pixel whose footprint holds ink is never "clean".
+    assert not t["clean"][:, 23:25].any()
+    assert t["clean"][10, 10] and t["lowlab"][10, 10] != t["lowlab"][10, 40]
+    assert la.extra[("low", 32, 48)] is t                  # cached on the line art
+
+
+def test_flats_engine_rerun_reuses_the_line_art_and_matches_compute_flats():
+    lines, ink = two_rooms()
+    hints = np.zeros((H, W, 4), np.uint8)
+    stroke(hints, 60, 30, RED)
+    eng = Engines()
+    r1 = eng.colorize(ColorizeRequest(lines=lines, hints=hints, engine="flats"))
+    more = hints.copy()
+    stroke(more, 60, 130, BLUE)
+    r2 = eng.colorize(ColorizeRequest(lines=lines.copy(), hints=more, engine="flats"))
+    assert eng.lineart.misses == 1 and eng.lineart.hits == 1
+    assert np.array_equal(r1.rgba, compute_flats(lines, hints).rgba)
+    assert np.array_equal(r2.rgba, compute_flats(lines, more).rgba)
+    # A new gap is a new analysis.
+    eng.colorize(ColorizeRequest(lines=lines, hints=more, engine="flats", gap=0))
+    assert eng.lineart.misses == 2
+
+
+def test_line_art_cache_keys_by_content_and_frees_old_entries():
+    lines, _ = two_rooms()
+    other, _ = two_rooms(gap_at=50)
+    cache = LineArtCache(keep=1)
+    a = cache.get(lines, None)
+    assert cache.get(lines.copy(), None) is a
+    assert digest(lines) != digest(other)
+    b = cache.get(other, None)
+    assert b is not a and len(cache._items) == 1
+
+
+def test_layers_through_the_flats_engine_and_the_request_defaults():
+    lines, _ = two_rooms()
+    hints = np.zeros((H, W, 4), np.uint8)
+    stroke(hints, 60, 30, RED)
+    r = Engines().colorize(ColorizeRequest(lines=lines, hints=hints, engine="flats", layers=True))
+    assert [(n, b) for n, _, b in r.layers] == [("Flats", "normal")] and r.compose == "flats"
+    req = ColorizeRequest(lines=lines)
+    assert req.size is None and req.compose is None and req.layers is False
+
+
+@pytest.mark.parametrize("n_side", [64])
+def test_many_regions_need_no_per_region_histograms(n_side):
+    """Thousands of tiny regions: every table is per region or per low-resolution pixel."""
+    h = w = n_side * 8
+    lines = np.zeros((h, w, 4), np.uint8)
+    lines[::8, :, 3] = 255
+    lines[:, ::8, 3] = 255
+    la = LineArt(lines, gap=0)
+    assert la.n >= n_side * n_side - 2 * n_side
+    rng = np.random.default_rng(0)
+    net = rng.uniform(0, 255, (64, 64, 3)).astype(np.float32)
+    c = compose(la, la.vote(None), net, "shade")
+    assert c.rgba.shape == (h, w, 4)
+    # Every region is one flat color plus at most the clamped shading.
+    lab = la.labels.ravel()
+    g = c.rgba.reshape(-1, 4)[:, 0].astype(int)
+    spread = np.bincount(lab, weights=g) / np.maximum(np.bincount(lab), 1)
+    assert np.isfinite(spread).all()
