@@ -339,6 +339,13 @@ def compose(la: LineArt, votes: Votes, net: np.ndarray, mode: str = DEFAULT_COMP
         np.clip(shade_f, -lim, lim, out=shade_f)
         if inside is not None:
             shade_f[inside] = 0                 # split regions: flat colors only
+        if o.exact_hints and votes.idx.size:
+            # Fade the shading out around the artist's strokes, so an exact stroke never shows
+            # as a line of another shade.
+            m = np.zeros(qhw, np.float32)
+            m[(votes.idx // W) // step, (votes.idx % W) // step] = 1.0
+            m = ndi.gaussian_filter(ndi.maximum_filter(m, 3), 2.0)
+            shade_f *= (1.0 - np.minimum(m * 2.0, 1.0))[..., None]
 
     def expand(f):
         return _add_field(la.labels, palette, None if f is None else np.round(f).astype(np.int16), step)
