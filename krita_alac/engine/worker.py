@@ -261,6 +261,7 @@ def handle_colorize(chan, engines, msg, cache=None):
             chan.send({"type": "need_lines", "id": rid})
             return
     elif lines is not None:
+        lines.flags.writeable = False     # kept for the next request: nothing may change it
         cache.put(digest, lines)
     if lines is None:
         raise UserError("the line-art layer is empty")
