@@ -320,7 +320,8 @@ def compose(la: LineArt, votes: Votes, net: np.ndarray, mode: str = DEFAULT_COMP
     palette = _palette(colors)
     H, W = la.shape
     h, w = net.shape[:2]
-    step = _FIELD_STEP
+    # Blocks of the shading field: 4 px on big pages, finer where the page is near the working size.
+    step = int(max(1, min(_FIELD_STEP, H // h, W // w)))
     qhw = (-(-H // step), -(-W // step))
     split_f = inside = None
     if o.conflict > 0:
