@@ -214,6 +214,14 @@ def main(argv=None) -> int:
     except UserError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1
+    except ModuleNotFoundError as e:
+        # Converting checkpoints needs the torch extra: say which, not a traceback.
+        from krita_alac.engine.cli import missing_module_message
+        msg = missing_module_message(e)
+        if msg is None:
+            raise
+        print(f"{PROG}: error: {msg}; nothing was installed", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted: the store is unchanged; run the same command again to resume",
               file=sys.stderr)

@@ -88,3 +88,20 @@ def test_flats_and_labels_are_written_together_or_not_at_all(tmp_path):
     assert rc == 0, err
     assert np.asarray(Image.open(out))[20, 10].tolist() == [250, 0, 0, 255]
     assert np.load(tmp_path / "labels.npy").shape == (40, 60)
+
+
+MD_BLOCK = "import sys; [sys.modules.__setitem__(m, None) for m in ('torch', 'onnxscript')]; " \
+           "from model_download.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def test_model_download_without_the_torch_extra_names_it(tmp_path):
+    ckpt = tmp_path / "netG.pth"
+    ckpt.write_bytes(b"not really a checkpoint")
+    home = tmp_path / "home"
+    r = subprocess.run([sys.executable, "-c", MD_BLOCK, "--netg", str(ckpt)], capture_output=True, text=True,
+                       env=dict(os.environ, KRITA_ALAC_HOME=str(home)), timeout=300)
+    msg = one_line_error(r.returncode, r.stderr)
+    assert msg == ("python -m model_download: error: this needs the torch extra (torch is not installed): "
+                   "pip install 'krita-alac[torch]'; nothing was installed")
+    left = [os.path.relpath(os.path.join(d, f), home) for d, ds, fs in os.walk(home) for f in fs + ds]
+    assert left in ([], ["models", "models/.staging"]), left    # an empty staging folder at most
