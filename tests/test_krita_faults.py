@@ -9,7 +9,7 @@ import subprocess
 import pytest
 from kritahelp import krita_env
 
-SCENARIOS = ["stop_during_run", "crash_during_queue", "script_timeout", "cancel_while_starting"]
+SCENARIOS = ["stop_during_run", "crash_during_queue", "script_timeout", "cancel_while_starting", "send_less"]
 RED = [230, 40, 30, 255]
 
 
@@ -82,3 +82,15 @@ def test_cancel_while_the_worker_starts(faults):
     assert once(f["a"], "cancelled") == "cancelled"
     assert f["layers"] == ["Background", "Lines", "Hints"] and f["state_after"] == "ready"
     assert once(f["b"], "done") == "Flats"
+
+
+def test_send_less(faults):
+    f = facts(faults, "send_less")
+    first, second = f["sent"]
+    assert first["lines_file"] and first["lines"] == 0 and first["lines_digest"]
+    assert second == dict(first, lines_file=False)       # the line art is not sent again
+    assert f["same_digest"]
+    assert first["hints_rect"] == [6, 6, 62, 62] and first["hints"] == 62 * 62 * 4   # cropped, inline
+    assert not first["hints_file"] and first["result_file"]
+    assert f["inside"] == [30, 60, 220, 255]              # the second run's hints (blue)
+    assert f["files_left"] == []                          # payload files are gone once answered

@@ -147,6 +147,35 @@ def s_cancel_while_starting():
     return out
 
 
+def s_send_less():
+    """Two runs on the same line art: the second sends no line art (the worker holds
+    it by digest), and hints go cropped to the hint layer's bounds."""
+    client = worker_client.shared()
+    doc, lines, hints = page()
+    put(lines, box_lines(W, H, [(24, 24, 104, 104)]), W, H)   # line art the worker has not seen yet
+    sent = []
+    write = client._write
+
+    def spy(header, payloads):
+        sent.append({k: header.get(k) for k in ("lines", "lines_file", "lines_digest", "hints", "hints_rect",
+                                                "hints_file", "result_file")})
+        write(header, payloads)
+    client._write = spy
+    try:
+        first = krita_alac.colorize(doc, lines, hints, engine="flats", timeout=120)
+        put(hints, dots(W, H, {(64, 64): BLUE, (10, 10): BLUE}), W, H)
+        second = krita_alac.colorize(doc, lines, hints, engine="flats", timeout=120)
+        px = read8(second, doc)
+    finally:
+        client._write = write
+    out = {"sent": [{k: bool(v) if k.endswith("_file") else v for k, v in h.items()} for h in sent],
+           "same_digest": sent[0]["lines_digest"] == sent[1]["lines_digest"] if len(sent) == 2 else None,
+           "inside": rgb_at(px, W, 64, 70), "first": first.name(), "files_left": sorted(
+               os.listdir(os.path.dirname(client.temp_path("x"))))}
+    doc.close()
+    return out
+
+
 SCENARIOS = {name[2:]: fn for name, fn in globals().items() if name.startswith("s_")}
 
 
