@@ -578,7 +578,7 @@ def extract_lines_without_docker():
                         .prepare(), "Extract line art")
 
 
-_background_jobs = {}
+_background_jobs = set()
 
 
 def _run_without_docker(make_job, title):
@@ -593,4 +593,7 @@ def _run_without_docker(make_job, title):
         return
     job.failed.connect(lambda msg, kind: kind != "cancelled" and QMessageBox.information(None, title, msg))
     job.start()
-    _background_jobs[title] = job   # keep it alive until it answers
+    # Keep every started job alive until it answers (a second press must not drop the first).
+    _background_jobs.add(job)
+    for sig in (job.done, job.failed):
+        sig.connect(lambda *_, j=job: _background_jobs.discard(j))
