@@ -13,7 +13,8 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QT_PYTHON = "/usr/bin/python3"
-SCENARIOS = ["two_jobs", "kill_starting", "kill_ready", "kill_busy", "kill_stopping", "cancel", "need_lines",
+SCENARIOS = ["two_jobs", "kill_starting", "kill_ready", "kill_busy", "kill_stopping", "stop_starting", "cancel",
+             "need_lines",
              "cropped_hints", "start_timeout", "no_python"]
 RED, BLUE, GREEN = [20, 10, 250, 255], [250, 20, 10, 255], [20, 250, 10, 255]   # BGRA
 
@@ -99,6 +100,13 @@ def test_stop_and_kill_while_stopping(facts):
     assert failed(f["a"], "stopped").startswith("the engine worker was stopped")
     assert result(f["b"])                # asked for while stopping: runs on the new worker
     assert f["after"] == "stopped" and f["new_pid"]
+
+
+def test_stop_while_starting_keeps_the_job_for_the_next_worker(facts):
+    f = scenario(facts, "stop_starting")
+    assert f["state_at_stop"] == "starting" and f["after_stop"] == "stopping"
+    assert result(f["a"])
+    assert f["states"][:4] == ["starting", "stopping", "stopped", "starting"]
 
 
 def test_cancel_starting_queued_running_and_timeout(facts):

@@ -182,6 +182,17 @@ def s_kill_stopping():
                      "state_at_kill2": state2, "after": p.c.state, "new_pid": pid != p.c.pid()})
 
 
+def s_stop_starting():
+    """stop() while the worker starts (e.g. another Python chosen): the job waits and runs on the next worker."""
+    p = Probe()
+    a = p.colorize()
+    state = p.c.state
+    p.c.stop()
+    stopping = p.c.state
+    p.wait(p.answered(a))
+    return p.finish({"state_at_stop": state, "after_stop": stopping, "a": p.answers.get(a)})
+
+
 def s_cancel():
     """Cancel while starting, while queued and while running; a timeout is a cancel with its own kind."""
     p = Probe()
