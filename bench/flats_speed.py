@@ -1,6 +1,6 @@
 """Flats engine and composition speed and memory at full resolution.
 
-    python -m bench.flats_speed [--size 4096] [--strokes 200] [--compose]
+    python -m bench.flats_speed [--size 4096] [--strokes 200] [--compose] [--grid N]
 
 Runs in a child process so the peak RSS is the engine's (plus its inputs).  With --compose
 it measures the default composition instead (compose.py: flat regions + a network result's
@@ -30,6 +30,11 @@ for _ in range(40):
 for _ in range(40):
     y = rng.integers(0, n); lines[max(0, y - 2):y + 2, :, :] = (0, 0, 0, 255)
     x = rng.integers(0, n); lines[:, max(0, x - 2):x + 2, :] = (0, 0, 0, 255)
+grid = int(sys.argv[4])
+if grid:
+    # Many regions: a grid of thin lines every `grid` pixels.
+    lines[::grid, :, :] = (0, 0, 0, 255)
+    lines[:, ::grid, :] = (0, 0, 0, 255)
 hints = np.zeros((n, n, 4), np.uint8)
 for _ in range(strokes):
     y, x = rng.integers(0, n - 40, 2); c = rng.integers(0, 256, 3)
@@ -65,8 +70,10 @@ def main(argv=None):
     p.add_argument("--size", type=int, default=4096)
     p.add_argument("--strokes", type=int, default=200)
     p.add_argument("--compose", action="store_true", help="time the default composition instead of flats")
+    p.add_argument("--grid", type=int, default=0, help="also draw a grid of lines every N px (many regions)")
     a = p.parse_args(argv)
-    r = subprocess.run([sys.executable, "-c", CHILD, str(a.size), str(a.strokes), "compose" if a.compose else "flats"],
+    r = subprocess.run([sys.executable, "-c", CHILD, str(a.size), str(a.strokes), "compose" if a.compose else "flats",
+                        str(a.grid)],
                        capture_output=True, text=True, check=True)
     if a.compose:
         best, median, peak, base, regions, gap, t_la, ref = (float(v) for v in r.stdout.split())

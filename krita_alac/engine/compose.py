@@ -251,13 +251,16 @@ def _add_field(labels: np.ndarray, palette: np.ndarray, field: np.ndarray | None
         return out
     f4 = np.zeros(field.shape[:2] + (4,), np.int16)
     f4[..., :3] = field
+    # The palette as four int16 per region, gathered as one 64-bit word per pixel: the band
+    # arrives ready for the signed addition.
+    p64 = np.ascontiguousarray(palette.astype(np.int16)).view(np.int64).ravel()
     band = max(_BAND // step, 1) * step
     for y0 in range(0, H, band):
         y1 = min(y0 + band, H)
         rows = y1 - y0
         nb = -(-rows // step)
         fh = np.repeat(f4[y0 // step:y0 // step + nb], step, axis=1)[:, :W]      # nb x W x 4
-        b = p32[labels[y0:y1]].view(np.uint8).reshape(rows, W, 4).astype(np.int16)
+        b = p64[labels[y0:y1]].view(np.int16).reshape(rows, W, 4)
         full = rows // step
         if full:
             b[:full * step].reshape(full, step, W * 4)[...] += fh[:full].reshape(full, 1, W * 4)
