@@ -13,7 +13,7 @@ import subprocess
 import pytest
 from kritahelp import ROOT, krita_env
 SCENARIOS = ["rgba8", "rgba16", "graya", "offset_group", "selection", "errors", "lines", "lines16", "onnx",
-             "timing_2048", "io_4096", "kill_midrun", "policy"]
+             "timing_2048", "io_4096", "kill_midrun", "policy", "docker_rules"]
 BARE_PYTHON = "/usr/bin/python3"   # Debian's Python as Krita embeds it: no numpy
 
 
@@ -277,3 +277,14 @@ def test_edited_result_survives_reruns(krita_results):
         assert e["fix"] == [250, 0, 250, 255]
         assert e["order"] == ["Flats (edited)", "Flats", "Background", "Hints"]
     assert edits[1]["report"] == edits[2]["report"] == {}   # the fresh Flats is replaced as usual
+
+
+def test_working_size_limits_and_hint_names(krita_results):
+    f = scenario(krita_results, "docker_rules")
+    assert f["canvas"] == 960                 # never above the canvas (rounded up to 32)
+    assert f["cpu"] == 2048 and f["gpu"] == 4096
+    assert f["round"] == 512                  # a multiple of 32
+    assert f["small"] == 128 and f["selection"] == 320
+    assert f["model_size_flats"] == 512       # no model.json: the default
+    assert f["unique_hint"] == "Hints 3"
+    assert f["hint_names"] == [True, True, False, False]

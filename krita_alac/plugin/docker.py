@@ -138,7 +138,7 @@ class ColorizeDocker(DockWidget):
         self._doing = "Colorizing"   # what the job in flight does, for the status line
         self._layers_sig = None
         self._doc_sig = None
-        self._auto_last = None       # hint signature of the last run
+        self._auto_last = None       # hint signature of the last run (None: not known yet)
         self._auto_seen = None       # hint signature at the previous poll (debounce)
         self._choices = {}           # document key -> the artist's layer choices {"line", "hint", names}
         self._size_note = ""
@@ -282,11 +282,11 @@ class ColorizeDocker(DockWidget):
                            "line_thickness": self.thickness_spin.value()})
         except OSError:
             pass
-        self._auto_last = None if self.auto_check.isChecked() else self._auto_last
 
     # -- Krita hooks --------------------------------------------------------
     def canvasChanged(self, canvas):
         self._layers_sig = None
+        self._auto_last = self._auto_seen = None
         self._refresh_layers()
 
     def _document(self):
@@ -366,11 +366,14 @@ class ColorizeDocker(DockWidget):
             return
         stable = sig == self._auto_seen        # unchanged for one poll: the stroke is done
         self._auto_seen = sig
-        if stable and sig != self._auto_last:
-            first = self._auto_last is None    # Auto just turned on: this is the baseline
+        if not stable:
+            return
+        if self._auto_last is None:            # nothing run on this view yet: these hints are the baseline
             self._auto_last = sig
-            if not first and self._selected(self.line_combo) is not None:
-                self.colorize(auto=True)
+        elif sig != self._auto_last and self._selected(self.line_combo) is not None:
+            # Hints changed since the last run (also strokes painted before Auto was turned on).
+            self._auto_last = sig
+            self.colorize(auto=True)
 
     def _on_worker_info(self, info):
         self._fill_engines()
@@ -446,6 +449,8 @@ class ColorizeDocker(DockWidget):
             self.show_message(f"Could not read the layers: {type(e).__name__}: {e}".splitlines()[0], error=True)
             return
         self._clamp_size(job)
+        if not auto:
+            self._auto_last = hint_signature(job.hint_node)   # what Auto compares the next hints with
         self._launch(job, "Colorizing")
 
     def extract_lines(self, force=False):

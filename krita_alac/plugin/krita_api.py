@@ -43,7 +43,7 @@ LINES_NAME = "Line art (XDoG)"
 LINES_RECORDS = "lines"  # annotation key of the extracted line-art layers
 IDLE_POLL_MS = 50        # a result that arrives during a brush stroke waits for its end
 IDLE_WAIT_MS = 120000
-ACTIVATE_AGAIN_MS = (0, 100)   # when Krita's own "activate the new layer" may still come
+ACTIVATE_AGAIN_MS = (0, 100, 400)   # when Krita's own layer activations may still come
 # Nodes that can be read as a picture (masks cannot).
 LAYER_TYPES = ("paintlayer", "grouplayer", "vectorlayer", "filelayer", "clonelayer", "filllayer")
 
@@ -524,7 +524,7 @@ def _write_layer(document, source, bgra: bytes, rect, mask, name: str, engine_la
         old.remove()
     place(source.parentNode(), new, source)
     if active is not None and krita_io.find_node(document, krita_io.node_id(active)) is not None:
-        keep_active(document, active, new)
+        keep_active(document, active, new, source.parentNode())
     records = load_records(document, kind)
     records[krita_io.node_id(source)] = {"result": krita_io.node_id(new), "name": name, "engine": engine_label,
                                          "digest": digest}
@@ -535,18 +535,21 @@ def _write_layer(document, source, bgra: bytes, rect, mask, name: str, engine_la
     return new
 
 
-def keep_active(document, active, new):
-    """Adding a layer activates it; the artist keeps their layer.  Krita also
-    activates the new layer from a queued signal, after this returns: restore
-    again then, unless the artist has chosen another layer meanwhile."""
+def keep_active(document, active, new, parent):
+    """Adding a layer activates it, and the reordering of insert_below makes
+    Krita activate a neighbour (from queued signals, after this returns): the
+    artist keeps their layer.  Restore it now and again a little later, unless
+    meanwhile the active layer became one we did not touch."""
     document.setActiveNode(active)
-    new_id, active_id = krita_io.node_id(new), krita_io.node_id(active)
+    active_id = krita_io.node_id(active)
+    touched = set(_ids(parent.childNodes())) | {krita_io.node_id(new)}
 
     def again():
         try:
             now = document.activeNode()
-            if (now is not None and krita_io.node_id(now) == new_id
-                    and krita_io.find_node(document, active_id) is not None):
+            now_id = krita_io.node_id(now) if now is not None else None
+            if now_id != active_id and (now_id is None or now_id in touched) \
+                    and krita_io.find_node(document, active_id) is not None:
                 document.setActiveNode(active)
         except RuntimeError:   # the document was closed meanwhile
             pass

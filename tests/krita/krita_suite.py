@@ -649,6 +649,22 @@ def s_policy():
     return out
 
 
+def s_docker_rules():
+    """The docker's size limits and hint-layer names (pure functions of the plugin)."""
+    from krita_alac.plugin import docker
+    c = docker.clamp_size
+    doc = new_doc(64, 64)
+    add_layer(doc, "Hints")
+    add_layer(doc, "Hints 2")
+    out = {"canvas": c(4096, (0, 0, 960, 720), False), "cpu": c(4096, (0, 0, 8000, 6000), False),
+           "gpu": c(8192, (0, 0, 8000, 6000), True), "round": c(500, (0, 0, 2000, 2000), False),
+           "small": c(512, (0, 0, 100, 40), False), "selection": c(1024, (10, 10, 300, 200), True),
+           "model_size_flats": docker.model_size("flats"), "unique_hint": krita_api.unique_hint_name(doc),
+           "hint_names": [krita_api.is_hint_name(n) for n in ("Hints", "Hints 2", "Hints copy", "My Hints")]}
+    doc.close()
+    return out
+
+
 SCENARIOS = {name[2:]: fn for name, fn in globals().items() if name.startswith("s_")}
 
 

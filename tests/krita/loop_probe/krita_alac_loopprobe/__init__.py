@@ -104,6 +104,10 @@ class Probe:
         node = doc.nodeByName(cmd["name"])
         doc.setActiveNode(node)
 
+    def cmd_remove(self, cmd, out):
+        """Delete a layer (as with the Layers docker's trash button)."""
+        self.doc().nodeByName(cmd["name"]).remove()
+
     def cmd_grab_canvas(self, cmd, out):
         qwin = Krita.instance().activeWindow().qwindow()
         cw = canvas_widget(qwin)
