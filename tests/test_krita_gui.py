@@ -119,6 +119,9 @@ def test_extract_line_art_button(gui_facts):
     assert f["status"].startswith("Lines (XDoG) on CPU"), f["status"]
     print(f"\nExtract click→layer {f['seconds']:.2f} s, longest GUI pause {f['max_gap_ms']} ms")
     assert gui_facts["extract_after_undo"] == before    # one undo step removes it
+    # The docker's layer choices do not follow the new layer (#18).
+    assert gui_facts["line_choice_after_extract"] == "Lines"
+    assert gui_facts["hint_choice_after_extract"] == "Hints"
 
 
 def test_extract_line_art_error_in_status_line(gui_facts):

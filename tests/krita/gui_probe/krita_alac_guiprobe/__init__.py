@@ -197,6 +197,9 @@ class Probe:
         facts["extract_layers_before"] = layer_names(self.doc)
 
         def after():
+            # The new "Line art (XDoG)" layer is active-adjacent, but the docker's choices stay.
+            facts["line_choice_after_extract"] = self.docker.line_combo.currentText().strip()
+            facts["hint_choice_after_extract"] = self.docker.hint_combo.currentText().strip()
             self.trigger("edit_undo", "extract_after_undo", lambda: self.step("extract_empty", self.extract_empty, 300))
         QTimer.singleShot(500, lambda: self.click("extract", after, self.docker.extract_btn))
 
