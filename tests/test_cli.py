@@ -271,7 +271,8 @@ def test_model_card_decides_snap_unless_the_command_does(tmp_path, capsys, store
                            "--size", "64")
     assert code == 0, err
     assert o.startswith("AlacGAN (snappy) + flats and shading on ") and " at 64 px: " in o
-    assert tuple(np.array(Image.open(out))[45, 30]) == (*RED, 255)   # the hint's pixels keep its color
+    px = np.array(Image.open(out))[45, 30].astype(int)                # the hint's pixels keep its color
+    assert np.abs(px[:3] - RED).max() <= 3 and px[3] == 255
     code, o, err = run_cli(capsys, "colorize", lines, "--hints", hints, "--model", "snappy", "-o", out,
                            "--size", "64", "--no-snap")
     assert code == 0, err

@@ -295,7 +295,8 @@ def test_model_json_size_and_composition_defaults(reference_onnx, store_home):
     assert r.size == 64 and r.compose == "shade" and r.engine == "AlacGAN (sized) + flats and shading"
     assert [(n, b) for n, _, b in r.layers] == [("Flats", "normal"), ("Shading", "grain_merge")]
     assert np.abs(grain_merge(r.layers[0][1], r.layers[1][1]).astype(int) - r.rgba.astype(int)).max() <= 1
-    assert (r.rgba[40:46, 10:40, :3] == (200, 30, 30)).all()          # hint pixels exact
+    # Where the artist painted: the stroke's color (the shading fades out around strokes).
+    assert np.abs(r.rgba[40:46, 10:40, :3].astype(int) - (200, 30, 30)).max() <= 3
     assert eng.colorize(ColorizeRequest(lines=lines, hints=hints, engine="sized", size=96)).size == 96
     assert eng.colorize(ColorizeRequest(lines=lines, hints=hints, engine="sized", snap=True)).compose == "snap"
     assert eng.colorize(ColorizeRequest(lines=lines, hints=hints, engine="sized", snap=False)).compose == "raw"

@@ -17,10 +17,12 @@ exact at canvas resolution.  `compose` keeps what each is good at:
   region, an eroded "pure" mask) contribute, and the upsampling is normalised by
   their weight, so no color crosses a line: a region's color comes from the
   canvas-resolution label map, and the deviation field only shifts it.
-* **hint pixels exact**: where the artist painted, the result is the stroke
-  (alpha-blended over the rest).
+* **the artist's strokes**: the shading fades out around them, so where the artist painted the
+  result is the region's hint color.  Painting every hint pixel over the result as well
+  (`exact_hints`) is an option, off by default: it also paints the strokes that lost their
+  region's vote, and measured 0.9 dB worse on hintauc's scribbles, which cross color borders.
 
-As two layers: "Flats" (base colors, the split regions and the hint pixels) and
+As two layers: "Flats" (base colors, the split regions, the hint pixels if painted) and
 "Shading" = result - flats + 128 in the **Grain Merge** blending mode, which
 recomposes flats + shading - 128 = the single-layer result exactly (the deviation is
 clipped to -128..127 before it is added, so nothing is lost).  Neutral gray means
@@ -59,7 +61,7 @@ class ComposeOptions:
     erode: int = 1                   # low-resolution pixels kept away from lines and other regions
     conflict: float = 0.15           # second hint color's weight share that marks a region "split"
     palette_snap: float = 0.0        # RGB distance under which an unhinted region takes a hint color (0: off)
-    exact_hints: bool = True
+    exact_hints: bool = False        # paint every hint pixel over the result (measured: -0.9 dB on hintauc)
 
 
 @dataclass
