@@ -106,64 +106,74 @@ def _lab_table() -> np.ndarray:
 _LAB = []
 
 
+def _table():
+    if not _LAB:
+        _LAB.append(tuple(np.ascontiguousarray(c) for c in _lab_table().T))
+    return _LAB[0]
+
+
+def color_index(rgba: np.ndarray) -> np.ndarray:
+    """Each pixel's entry in the CIELAB table (its color over white paper, LAB_BITS per channel)."""
+    shift = 8 - LAB_BITS
+    alpha = rgba[..., 3]
+    opaque = bool(alpha.min() == 255)
+    idx = np.zeros(rgba.shape[:2], np.int32)
+    for c in range(3):
+        ch = rgba[..., c]
+        if not opaque:   # over white: 255 - a * (255 - c) / 255
+            ch = (255 - ((255 - ch.astype(np.uint16)) * alpha + 127) // 255).astype(np.uint8)
+        idx <<= LAB_BITS
+        idx |= ch >> shift
+    return idx
+
+
 def lab_on_white(rgba: np.ndarray):
     """CIELAB (L* 0..100, a*, b*) of sRGB RGBA 8-bit composited over white paper:
     three float32 arrays."""
-    if not _LAB:
-        _LAB.append(_lab_table())
-    shift = 8 - LAB_BITS
-    idx = np.zeros(rgba.shape[:2], np.int32)
-    alpha = rgba[..., 3]
-    for c in range(3):
-        ch = rgba[..., c]
-        if alpha.min() < 255:   # over white: 255 - a * (255 - c) / 255
-            ch = 255 - ((255 - ch.astype(np.uint16)) * alpha + 127) // 255
-        idx <<= LAB_BITS
-        idx |= ch >> shift
-    table = _LAB[0]
-    return tuple(np.take(table[:, i], idx) for i in range(3))
+    idx = color_index(rgba)
+    return tuple(np.take(t, idx) for t in _table())
 
 
-def color_edge_darkness(lab, p: XDoGParams) -> np.ndarray:
-    """Ink in [0, 1] on the darker side of steep color edges: the CIELAB
-    difference across each pixel (its two neighbours, both axes), per pixel
-    of distance, against p.color_edge."""
-    lstar = lab[0]
-    mag = np.zeros(lstar.shape, np.float32)
-    d = np.zeros_like(mag)
-    for ch in lab:
-        np.subtract(ch[2:], ch[:-2], out=d[1:-1])
-        d[1:-1] *= d[1:-1]
-        mag[1:-1] += d[1:-1]
-        np.subtract(ch[:, 2:], ch[:, :-2], out=d[:, 1:-1])
-        d[:, 1:-1] *= d[:, 1:-1]
-        mag[:, 1:-1] += d[:, 1:-1]
-    np.sqrt(mag, out=mag)
-    mag *= np.float32(0.5 / p.color_edge)   # two pixels apart; in units of the threshold
-    mag -= np.float32(1.0)
-    np.clip(mag, 0.0, 1.0, out=mag)
+def color_edge_darkness(idx: np.ndarray, lstar: np.ndarray, p: XDoGParams):
+    """(rows, cols, ink) of the pixels on the darker side of steep color edges:
+    the CIELAB difference between each pixel's two neighbours (both axes), per
+    pixel of distance, against p.color_edge.  Only pixels whose neighbours differ
+    are looked at, so flat-colored art costs little."""
+    h, w = idx.shape
+    L, A, B = _table()
+    mag = {}
+    for axis in (0, 1):
+        a, b = (idx[:-2], idx[2:]) if axis == 0 else (idx[:, :-2], idx[:, 2:])
+        ys, xs = np.nonzero(a != b)
+        ia, ib = a[ys, xs], b[ys, xs]
+        d2 = np.square(L[ia] - L[ib]) + np.square(A[ia] - A[ib]) + np.square(B[ia] - B[ib])
+        ys, xs = (ys + 1, xs) if axis == 0 else (ys, xs + 1)
+        flat = ys.astype(np.int64) * w + xs
+        mag[axis] = (flat, d2)
+    flat = np.concatenate([mag[0][0], mag[1][0]])
+    d2 = np.concatenate([mag[0][1], mag[1][1]])
+    if flat.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    flat, inv = np.unique(flat, return_inverse=True)
+    total = np.bincount(inv.ravel(), weights=d2, minlength=flat.size).astype(np.float32)
+    ink = np.clip(np.sqrt(total) * np.float32(0.5 / p.color_edge) - np.float32(1.0), 0.0, 1.0)
+    ys, xs = flat // w, flat % w
     # Only the darker side gets the line: at or below its four neighbours' mean lightness.
-    m = d
-    m[...] = 0
-    m[1:] += lstar[:-1]
-    m[:-1] += lstar[1:]
-    m[:, 1:] += lstar[:, :-1]
-    m[:, :-1] += lstar[:, 1:]
-    m[0] += lstar[0]
-    m[-1] += lstar[-1]
-    m[:, 0] += lstar[:, 0]
-    m[:, -1] += lstar[:, -1]
-    m *= np.float32(0.25)
-    mag *= lstar <= m
-    return mag
+    here = lstar[ys, xs]
+    around = (lstar[np.maximum(ys - 1, 0), xs] + lstar[np.minimum(ys + 1, h - 1), xs]
+              + lstar[ys, np.maximum(xs - 1, 0)] + lstar[ys, np.minimum(xs + 1, w - 1)]) * np.float32(0.25)
+    keep = (ink > 0) & (here <= around)
+    return ys[keep], xs[keep], ink[keep]
 
 
 def picture_darkness(rgba: np.ndarray, p: XDoGParams) -> np.ndarray:
     """Ink in [0, 1]: XDoG on L*, and the steep color edges."""
-    lab = lab_on_white(rgba)
-    ink = xdog_darkness(lab[0] * np.float32(0.01), p)
+    idx = color_index(rgba)
+    lstar = np.take(_table()[0], idx)
+    ink = xdog_darkness(lstar * np.float32(0.01), p)
     if p.color_edge > 0:
-        np.maximum(ink, color_edge_darkness(lab, p), out=ink)
+        ys, xs, c = color_edge_darkness(idx, lstar, p)
+        ink[ys, xs] = np.maximum(ink[ys, xs], c)
     return ink
 
 
