@@ -88,8 +88,9 @@ class OrtSessions:
         self.optimized = optimized or {}
         self.open(choose_providers(device, ort.get_available_providers()))
 
-    def _session(self, name, blob, providers):
+    def _session(self, blob, providers):
         ort = self._ort
+        name = self._opening                 # which graph: its optimized copy goes to self.optimized[name]
         so = ort.SessionOptions()
         so.log_severity_level = 3
         threads = configured_threads()
@@ -109,7 +110,10 @@ class OrtSessions:
 
     def open(self, providers):
         try:
-            self.sessions = {k: self._session(k, v, providers) for k, v in self.graphs.items()}
+            self.sessions = {}
+            for k, v in self.graphs.items():
+                self._opening = k
+                self.sessions[k] = self._session(v, providers)
         except Exception as e:
             if not _is_gpu(providers[0]):
                 raise UserError(f"{self.what} could not be loaded by onnxruntime: {first_line(e, 200)}")
