@@ -1,4 +1,4 @@
-"""python -m training data|train|cycle|export …"""
+"""python -m training data|train|cycle|export|release|release-cycle …"""
 import argparse
 import sys
 
@@ -30,7 +30,8 @@ def main(argv=None):
                       ("perceptual_layers", str), ("perceptual_size", int)):
         t.add_argument("--" + name.replace("_", "-"), dest=name, type=typ)
 
-    c = sub.add_parser("cycle", help="train or resume an unpaired CycleGAN run (sketch <-> color)")
+    c = sub.add_parser("cycle", help="train or resume a CycleGAN run (sketch <-> color): "
+                                     "paired warm start, then unpaired cycle")
     c.add_argument("run", help="run folder (resumed if it has a checkpoint)")
     c.add_argument("--data", help="folder made by 'data' (first start only)")
     c.add_argument("--steps", type=int, required=True, help="train until this step")
@@ -41,8 +42,14 @@ def main(argv=None):
                       ("ndf", int), ("d_layers", int), ("lr", float), ("lr_decay_start", int),
                       ("lr_decay_end", int), ("cycle", float), ("identity", float), ("pool", int),
                       ("seed", int), ("ckpt_minutes", float), ("log_every", int), ("sample_every", int),
-                      ("threads", int)):
+                      ("threads", int), ("paired_steps", int), ("paired_weight", float), ("perceptual", float),
+                      ("perceptual_layers", str), ("perceptual_size", int), ("exact_lines", float)):
         c.add_argument("--" + name.replace("_", "-"), dest=name, type=typ)
+    c.add_argument("--device", help="auto (default: CUDA when present), cpu, cuda, cuda:1 ...; not a run setting")
+    c.add_argument("--workers", type=int, default=0,
+                   help="threads making the next batches ahead (for a GPU; 0 = in the loop); not a run setting")
+    c.add_argument("--line-target", dest="line_target", choices=("exact", "mixed", "xdog"),
+                   help="color->sketch paired target: exact vector line art only (default), exact else XDoG, XDoG")
 
     e = sub.add_parser("export", help="export a run's generator to ONNX")
     e.add_argument("run")
@@ -51,6 +58,12 @@ def main(argv=None):
     rl = sub.add_parser("release", help="export a run as the bundled alac-open model (krita_alac/models/alac-open)")
     rl.add_argument("run")
     rl.add_argument("--out", help="model folder (default: krita_alac/models/alac-open)")
+    rc = sub.add_parser("release-cycle", help="export a cycle run's two generators as a cycle-open model folder")
+    rc.add_argument("run")
+    rc.add_argument("--out", required=True, help="model folder to write (nothing is bundled by default)")
+    rc.add_argument("--from", dest="source", choices=("latest", "paired"), default="latest",
+                    help="the generators at the run's last checkpoint, or at the end of its paired phase")
+    rc.add_argument("--size", type=int, default=256, help="working size recorded in model.json (multiple of 32)")
     a = p.parse_args(argv)
 
     if a.cmd == "data":
@@ -74,7 +87,7 @@ def main(argv=None):
         from dataclasses import fields
         from .cycle import CycleConfig, train_cycle
         train_cycle(a.run, a.steps, {f.name: getattr(a, f.name) for f in fields(CycleConfig)
-                                     if f.name != "betas"}, a.minutes)
+                                     if f.name != "betas"}, a.minutes, a.device, a.workers)
     elif a.cmd == "export":
         import os
         from krita_alac.convert.checkpoints import load_alacgan
@@ -82,6 +95,9 @@ def main(argv=None):
         rep = export_onnx(load_alacgan(os.path.join(a.run, "last.pth"), None), a.output, fp16=a.fp16)
         print(f"wrote {rep.path} (onnxruntime vs torch max abs diff {rep.max_abs_diff:.2e})"
               + (f" and {rep.fp16_path}" if rep.fp16_path else ""))
+    elif a.cmd == "release-cycle":
+        from .cycle_release import release_cycle
+        print(release_cycle(a.run, a.out, a.source, a.size))
     elif a.cmd == "release":
         from .release import release
         print(release(a.run, a.out))
