@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--snap: one color per flat region (--compose snap); --no-snap: the raw network "
                         "(--compose raw)")
     z.add_argument("--compose", choices=("shade", "snap", "raw"), default=None,
-                   help="neural: shade = flat regions with the network's shading and exact hints (the default "
+                   help="neural: shade = flat regions in the hint colors with the network's shading (the default "
                         "for models that recommend flats), snap = one color per region, raw = the network alone")
     z.add_argument("--layers", action="store_true",
                    help="also write OUT-flats.png and OUT-shading.png: the Shading layer in Grain Merge mode "
