@@ -58,6 +58,7 @@ def main(argv=None):
     rl = sub.add_parser("release", help="export a run as the bundled alac-open model (krita_alac/models/alac-open)")
     rl.add_argument("run")
     rl.add_argument("--out", help="model folder (default: krita_alac/models/alac-open)")
+    rl.add_argument("--size", type=int, default=256, help="working size the model does best at (model.json)")
     rc = sub.add_parser("release-cycle", help="export a cycle run's two generators as a cycle-open model folder")
     rc.add_argument("run")
     rc.add_argument("--out", required=True, help="model folder to write (nothing is bundled by default)")
@@ -100,7 +101,7 @@ def main(argv=None):
         print(release_cycle(a.run, a.out, a.source, a.size))
     elif a.cmd == "release":
         from .release import release
-        print(release(a.run, a.out))
+        print(release(a.run, a.out, a.size))
     return 0
 
 

@@ -15,7 +15,8 @@ MODEL_ID = "alac-open"
 DEFAULT_OUT = os.path.join(ROOT, "krita_alac", "models", MODEL_ID)
 
 
-def release(run: str, out: str | None = None) -> str:
+def release(run: str, out: str | None = None, size: int = 256) -> str:
+    """`size`: the working size the model scores best at (model.json "size", the engine's default)."""
     import torch
     from krita_alac.convert.checkpoints import load_alacgan
     from krita_alac.convert.onnx_export import export_onnx
@@ -31,10 +32,11 @@ def release(run: str, out: str | None = None) -> str:
         digest = hashlib.sha256(f.read()).hexdigest()
     meta = {"id": MODEL_ID, "name": "alac-open", "kind": "alacgan",
             "onnx": onnx_name, "fp16": None, "netg": None, "i2v": None,
-            "license": "CC0-1.0 (weights); trained only on public-domain (CC0) Openclipart drawings",
+            "license": "CC0-1.0 (weights); trained only on public-domain/CC0 art (Openclipart, Tango icons, "
+                       "DiceBear's CC0 avatar styles), see MODEL_CARD.md",
             "source": "krita_alac project: python -m training train / release, see MODEL_CARD.md",
-            # Snapped to flats it scores best on the quality benchmark (MODEL_CARD.md).
-            "snap": True, "training_step": step, "sha256": digest}
+            # Composed with flats (regions, exact hints, the network's shading) by default.
+            "snap": True, "size": int(size), "training_step": step, "sha256": digest}
     tmp = os.path.join(out, "model.json.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=2)
