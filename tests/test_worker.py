@@ -175,3 +175,79 @@ def test_info_lists_models_and_providers(worker):
     m = worker.answer()
     assert m["type"] == "info" and m["models"] == [] and "CPUExecutionProvider" in m["providers"]
     worker.close()
+
+
+def install_card_model(store_home, reference_onnx, model_id="snappy"):
+    """An installed model whose card recommends flats: its default composition is "shade"."""
+    import shutil
+    folder = store_home / "models" / model_id
+    folder.mkdir(parents=True)
+    shutil.copy(reference_onnx.path, folder / "model.onnx")
+    (folder / "model.json").write_text(json.dumps({"id": model_id, "onnx": "model.onnx", "snap": True,
+                                                   "size": 128}))
+
+
+def read_layers(worker, m):
+    """The inline layers that follow the result's pixels, as H x W x 4 arrays."""
+    out = []
+    for d in m.get("layers", []):
+        if d.get("file"):
+            data = open(d["file"], "rb").read()
+        else:
+            data = worker.p.stdout.read(d["bytes"])
+        out.append((d["name"], d["blend"], np.frombuffer(data, np.uint8).reshape(60, 80, 4)))
+    return out
+
+
+def test_compose_and_layers_over_the_wire(worker, store_home, reference_onnx, tmp_path):
+    from krita_alac.engine.registry import Engines
+    from krita_alac.engine.request import ColorizeRequest
+    install_card_model(store_home, reference_onnx)
+    lines, hints = scene()
+    base = {"op": "colorize", "width": 80, "height": 60, "format": "BGRA8", "lines": lines.nbytes,
+            "hints": hints.nbytes, "engine": "snappy"}
+    here = Engines()
+    # No compose: the model's default composition, reported with the working size from its card.
+    worker.send(dict(base, id=1), bgra(lines), bgra(hints))
+    m = worker.answer()
+    assert m["type"] == "result" and m["compose"] == "shade" and m["size"] == 128 and "layers" not in m, m
+    want = here.colorize(ColorizeRequest(lines=lines, hints=hints, engine="snappy"))
+    got = np.frombuffer(m["payload"], np.uint8).reshape(60, 80, 4)[..., [2, 1, 0, 3]]
+    assert np.abs(got.astype(int) - want.rgba).max() <= 1
+    # Layers inline: the result's bytes, then Flats, then Shading, in the request's byte order.
+    worker.send(dict(base, id=2, layers=True), bgra(lines), bgra(hints))
+    m = worker.answer()
+    layers = read_layers(worker, m)
+    assert [(n, b) for n, b, _ in layers] == [("Flats", "normal"), ("Shading", "grain_merge")]
+    assert [d["bytes"] for d in m["layers"]] == [80 * 60 * 4] * 2
+    want = here.colorize(ColorizeRequest(lines=lines, hints=hints, engine="snappy", layers=True))
+    for (_, _, a), (_, b, _) in zip(layers, want.layers):
+        assert np.abs(a[..., [2, 1, 0, 3]].astype(int) - b).max() <= 1
+    flats = layers[0][2]
+    assert tuple(flats[30, 5]) == (20, 10, 250, 255)       # the red hint's region, exactly (B, G, R, A)
+    # The stream is in step after the layers: a snapped run, everything in files.
+    out = tmp_path / "result.bgra"
+    worker.send(dict(base, id=3, compose="snap", layers=True, result_file=str(out)), bgra(lines), bgra(hints))
+    m = worker.answer()
+    assert m["compose"] == "snap" and m["file"] == str(out) and m["bytes"] == 0
+    assert [d["file"] for d in m["layers"]] == [f"{out}.layer0", f"{out}.layer1"]
+    layers = read_layers(worker, m)
+    assert len(out.read_bytes()) == 80 * 60 * 4 and layers[0][2][30, 75, 0] == 250
+    worker.close()
+
+
+def test_bad_compose_is_one_line_and_the_stream_stays_in_step(worker, store_home, reference_onnx):
+    install_card_model(store_home, reference_onnx)
+    lines, hints = scene()
+    base = {"op": "colorize", "width": 80, "height": 60, "format": "BGRA8", "lines": lines.nbytes,
+            "hints": hints.nbytes, "engine": "snappy"}
+    for i, (compose, message) in enumerate([("blur", "unknown composition 'blur': use shade, snap or raw"),
+                                            (5, "compose must be shade, snap or raw, got 5")]):
+        worker.send(dict(base, id=10 + i, compose=compose), bgra(lines), bgra(hints))
+        assert worker.answer() == {"type": "error", "id": 10 + i, "kind": "user", "message": message}
+    worker.send(dict(base, id=20, layers="yes"), bgra(lines), bgra(hints))
+    assert worker.answer()["message"] == "layers must be true or false, got 'yes'"
+    worker.send(dict(base, id=21, compose="raw"), bgra(lines), bgra(hints))
+    m = worker.answer()
+    assert m["type"] == "result" and m["id"] == 21 and m["compose"] == "raw" and len(m["payload"]) == 80 * 60 * 4
+    worker.close()

@@ -26,8 +26,12 @@ header announces.
   <- {"type": "progress", "id": 7, "value": 0.5, "text": "colors"}
   <- {"type": "result", "id": 7, "width": W, "height": H, "format": ..., "bytes": n,
       "engine": ..., "device": ..., "seconds": ..., "cached": bool, "warnings": [...],
-      "file": path (when the request named a result_file; then "bytes" is 0)}
-     <n bytes of pixels, same format as the request>
+      "file": path (when the request named a result_file; then "bytes" is 0),
+      "compose": "shade"|"snap"|"raw"|"flats", "size": working size or null,
+      "layers": [{"name": "Flats", "blend": "normal", "bytes": n} | {..., "file": path}, ...]
+                only when the request asked for "layers": true; bottom layer first; each
+                in "<result_file>.layerN" when the request named a result_file, else inline}
+     <n bytes of pixels, same format as the request><each inline layer's bytes, in order>
   <- {"type": "need_lines", "id": 7}     the worker does not hold the line art of that digest:
                                          send the same request again with the line art
   <- {"type": "error", "id": 7, "message": "one line", "kind": "user"|"internal"|"memory"}
@@ -52,7 +56,7 @@ from .limits import MAX_CANVAS_PIXELS, PEAK_BYTES_PER_PIXEL
 from .process import configure_worker
 
 PIXEL_FORMATS = ("BGRA8", "RGBA8")
-REQUEST_FIELDS = ("engine", "size", "raw", "backend", "device", "i2v", "snap", "fill", "gap")
+REQUEST_FIELDS = ("engine", "size", "raw", "backend", "device", "i2v", "snap", "fill", "gap", "compose", "layers")
 PAYLOAD_KEYS = ("lines", "hints", "image")     # inline payloads, in this order on the wire
 DISCARD_CHUNK = 1 << 20
 # Tests only: seconds to wait before each job's computation, so that a test can
@@ -200,27 +204,44 @@ def _bands(a, fmt, rows: int = 256):
         yield memoryview(np.ascontiguousarray(band)).cast("B")
 
 
-def send_pixels(chan, msg, header: dict, rgba):
-    """Answer with `rgba`, inline or in the result file the request named."""
+def _write_file(path, rgba, fmt):
     from .errors import UserError
+    tmp = f"{path}.part"
+    try:
+        with open(tmp, "wb") as f:
+            for b in _bands(rgba, fmt):
+                f.write(b)
+        os.replace(tmp, path)
+    except OSError as e:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise UserError(f"cannot write the result file: {e}")
+
+
+def send_pixels(chan, msg, header: dict, rgba, layers=None):
+    """Answer with `rgba` (and the `layers`, [(name, rgba, blend)]), inline or
+    in the result file the request named (layer N in "<result_file>.layerN").
+    Every file is complete before the header that names it is sent."""
     fmt = msg.get("format", "BGRA8")
     path = msg.get("result_file")
+    layers = layers or []
     if path:
-        tmp = f"{path}.part"
-        try:
-            with open(tmp, "wb") as f:
-                for b in _bands(rgba, fmt):
-                    f.write(b)
-            os.replace(tmp, path)
-        except OSError as e:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise UserError(f"cannot write the result file: {e}")
+        described = []
+        for i, (name, a, blend) in enumerate(layers):
+            _write_file(f"{path}.layer{i}", a, fmt)
+            described.append({"name": name, "blend": blend, "bytes": 0, "file": f"{path}.layer{i}"})
+        _write_file(path, rgba, fmt)
+        if layers:
+            header = dict(header, layers=described)
         chan.send(dict(header, format=fmt, bytes=0, file=path))
     else:
+        if layers:
+            header = dict(header, layers=[{"name": name, "blend": blend, "bytes": int(a.nbytes)}
+                                          for name, a, blend in layers])
         chan.send(dict(header, format=fmt, bytes=int(rgba.nbytes)))
-        for b in _bands(rgba, fmt):
-            chan.wout.write(b)
+        for a in [rgba] + [a for _, a, _ in layers]:
+            for b in _bands(a, fmt):
+                chan.wout.write(b)
         chan.wout.flush()
 
 
@@ -274,6 +295,10 @@ def handle_colorize(chan, engines, msg, cache=None):
         full[y:y + rh, x:x + rw] = hints
         hints = full
     kw = {k: msg[k] for k in REQUEST_FIELDS if k in msg and msg[k] is not None}
+    if "compose" in kw and not isinstance(kw["compose"], str):
+        raise UserError(f"compose must be shade, snap or raw, got {kw['compose']!r}")
+    if "layers" in kw and not isinstance(kw["layers"], bool):
+        raise UserError(f"layers must be true or false, got {kw['layers']!r}")
     req = ColorizeRequest(lines=lines, hints=hints, **kw)
 
     def progress(value, text):
@@ -284,7 +309,8 @@ def handle_colorize(chan, engines, msg, cache=None):
     res = engines.colorize(req, progress)
     send_pixels(chan, msg, {"type": "result", "id": rid, "width": w, "height": h, "engine": res.engine,
                             "device": res.device, "seconds": round(res.seconds, 4), "cached": res.cached,
-                            "warnings": res.warnings}, res.rgba)
+                            "warnings": res.warnings, "compose": res.compose or None, "size": res.size},
+                res.rgba, res.layers if req.layers else None)
 
 
 def handle_lines(chan, msg):
