@@ -422,7 +422,8 @@ def test_new_makes_unique_hint_layers(loop):
 
 def test_docker_controls_and_deleted_choice(loop):
     d = check(loop, "opened_docker")
-    assert d["engine"] == "flats" and not d["size_enabled"] and not d["snap_enabled"]   # nothing to set for Flats
+    assert d["engine"] == "flats" and not d["size_enabled"] and not d["colors_enabled"] \
+        and not d["layers_enabled"]   # nothing to set for Flats
     assert d["line"] == "Background"
     f = check(loop, "deleted")
     assert f["status"] == "The hint layer 'Hints 2' was deleted: choose another.", f

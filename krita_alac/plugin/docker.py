@@ -29,6 +29,10 @@ GPU_PROVIDERS = ("CUDAExecutionProvider", "ROCMExecutionProvider", "DmlExecution
 PROGRESS_WORDS = {"line art features": "reading the line art", "colors": "painting colors",
                   "snapping to flats": "cleaning up into flat colors", "regions": "finding the regions"}
 CANVAS_CLASSES = ("KisOpenGLCanvas2", "KisQPainterCanvas")
+# The Colors choices: the request's "compose" (None: the engine's default for the model,
+# the shaded composition for models whose card recommends flats).
+COLORS = (("Shaded", None), ("Flat regions only", "snap"), ("Network only", "raw"))
+COMPOSE_WORDS = {"shade": "shaded", "snap": "flat regions", "raw": "network only"}
 _dockers = []
 
 
@@ -171,18 +175,28 @@ class ColorizeDocker(DockWidget):
         self.size_spin.setValue(int(cfg.get("size") or DEFAULT_SIZE))
         self.size_spin.setToolTip("Working size (long side) of neural engines, a multiple of 32, at most the "
                                   "canvas size; Flats always work at full resolution")
-        self.snap_check = QCheckBox("Snap to flats")
-        self.snap_check.setChecked(bool(cfg.get("snap")))
+        self.colors_combo = QComboBox()
+        for label, mode in COLORS:
+            self.colors_combo.addItem(label, mode)
+        self.colors_combo.setCurrentIndex(max(0, self.colors_combo.findData(cfg.get("colors") or None)))
+        self.colors_combo.setToolTip("Shaded: flat regions with the network's shading, hint colors exact "
+                                     "(the model's default). Flat regions only: one color per region. "
+                                     "Network only: the network's colors, resized to the canvas")
+        self.layers_check = QCheckBox("Flats + Shading layers")
+        self.layers_check.setToolTip("Put the result in two layers under the line art: 'Flats' (one color per "
+                                     "region) and 'Shading' above it in Grain Merge mode")
+        self.layers_check.setChecked(bool(cfg.get("layers")))
         self.auto_check = QCheckBox("Auto")
         self.auto_check.setToolTip("Colorize again whenever the hint layer changes")
         self.auto_check.setChecked(bool(cfg.get("auto")))
         opts = QHBoxLayout()
-        opts.addWidget(self.snap_check)
+        opts.addWidget(self.layers_check)
         opts.addWidget(self.auto_check)
         form.addRow("Line art", self.line_combo)
         form.addRow("Hints", hint_row)
         form.addRow("Engine", self.engine_combo)
         form.addRow("Working size", self.size_spin)
+        form.addRow("Colors", self.colors_combo)
         box.addLayout(form)
         box.addLayout(opts)
         run = QHBoxLayout()
@@ -240,8 +254,10 @@ class ColorizeDocker(DockWidget):
         self.engine_combo.currentIndexChanged.connect(self._on_engine_changed)
         self.line_combo.currentIndexChanged.connect(lambda *_: self._remember_choice("line"))
         self.hint_combo.currentIndexChanged.connect(lambda *_: self._remember_choice("hint"))
+        self.colors_combo.currentIndexChanged.connect(lambda *_: self._engine_controls())
         for sig in (self.engine_combo.currentIndexChanged, self.size_spin.valueChanged,
-                    self.snap_check.toggled, self.auto_check.toggled, self.thickness_spin.valueChanged):
+                    self.colors_combo.currentIndexChanged, self.layers_check.toggled, self.auto_check.toggled,
+                    self.thickness_spin.valueChanged):
             sig.connect(self._save_settings)
 
     def _on_engine_changed(self, *_):
@@ -252,10 +268,12 @@ class ColorizeDocker(DockWidget):
         self._engine_controls()
 
     def _engine_controls(self):
-        """Working size and Snap mean nothing to Flats; the size's limit follows the device."""
+        """Working size, Colors and layers mean nothing to Flats, nor layers to the
+        network alone; the size's limit follows the device."""
         neural = (self.engine_combo.currentData() or FLATS) != FLATS
         self.size_spin.setEnabled(neural)
-        self.snap_check.setEnabled(neural)
+        self.colors_combo.setEnabled(neural)
+        self.layers_check.setEnabled(neural and self.colors_combo.currentData() != "raw")
         self.size_spin.setMaximum(GPU_MAX_SIZE if self._gpu() else CPU_MAX_SIZE)
 
     def _gpu(self) -> bool:
@@ -278,7 +296,8 @@ class ColorizeDocker(DockWidget):
     def _save_settings(self, *_):
         try:
             settings.save({"engine": self.engine_combo.currentData() or FLATS, "size": self.size_spin.value(),
-                           "snap": self.snap_check.isChecked(), "auto": self.auto_check.isChecked(),
+                           "colors": self.colors_combo.currentData() or "",
+                           "layers": self.layers_check.isChecked(), "auto": self.auto_check.isChecked(),
                            "line_thickness": self.thickness_spin.value()})
         except OSError:
             pass
@@ -403,7 +422,13 @@ class ColorizeDocker(DockWidget):
         self._focus_canvas()
 
     def options(self):
-        return {"size": self.size_spin.value(), "snap": self.snap_check.isChecked()}
+        """The request's choices; a control that does not apply sends nothing (the engine's default)."""
+        out = {"size": self.size_spin.value()}
+        if self.colors_combo.isEnabled() and self.colors_combo.currentData():
+            out["compose"] = self.colors_combo.currentData()
+        if self.layers_check.isEnabled() and self.layers_check.isChecked():
+            out["layers"] = True
+        return out
 
     def _clamp_size(self, job):
         """The working size sent: a multiple of 32, within the area and the device."""
@@ -522,7 +547,13 @@ class ColorizeDocker(DockWidget):
         job = self.job
         self._finish()
         r = job.reply
-        msg = f"{r.get('engine', '?')} on {r.get('device', '?')}, {float(r.get('seconds', 0)):.2f} s → layer '{node.name()}'"
+        how = ""
+        if r.get("compose") in COMPOSE_WORDS:
+            how = f", {COMPOSE_WORDS[r['compose']]}" + (f" at {r['size']} px" if r.get("size") else "")
+        layers = [d.get("name") for d in r.get("layers") or [] if isinstance(d, dict)]
+        where = (f"layers {' + '.join(repr(n) for n in layers)}" if len(layers) > 1 and job.options.get("layers")
+                 else f"layer '{node.name()}'")
+        msg = f"{r.get('engine', '?')} on {r.get('device', '?')}{how}, {float(r.get('seconds', 0)):.2f} s → {where}"
         if job.report.get("kept"):
             msg += f"\nYou had painted on the previous result: it is kept as '{job.report['kept']}'."
         if self._size_note and isinstance(job, krita_api.ColorizeJob):
@@ -570,9 +601,13 @@ def colorize_without_docker():
     line = doc.activeNode() if doc is not None else None
     hint = krita_api.find_hint_layer(doc, line) if doc is not None else None
     cfg = settings.load()
+    neural = (cfg.get("engine") or "auto") != FLATS
     _run_without_docker(lambda: krita_api.ColorizeJob(doc, line, hint, cfg.get("engine") or "auto",
                                                       size=int(cfg.get("size") or 512),
-                                                      snap=bool(cfg.get("snap"))).prepare(), "Colorize")
+                                                      compose=(cfg.get("colors") or None) if neural else None,
+                                                      layers=(bool(cfg.get("layers")) and neural
+                                                              and cfg.get("colors") != "raw") or None
+                                                      ).prepare(), "Colorize")
 
 
 def extract_lines_without_docker():

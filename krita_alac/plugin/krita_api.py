@@ -95,17 +95,30 @@ def layer_digest(node) -> str:
     return h.hexdigest()
 
 
+def _recorded(document, rec):
+    """(node, painted on) for one recorded layer; None when the artist made it theirs."""
+    old = krita_io.find_node(document, rec.get("result", "")) if isinstance(rec, dict) else None
+    if old is None or old.locked() or old.name() != rec.get("name") or old.type() != "paintlayer":
+        return None
+    # Records written before digests existed count as untouched.
+    return old, bool(rec.get("digest")) and layer_digest(old) != rec["digest"]
+
+
+def previous_layers(document, source_node, kind: str = "results") -> list:
+    """[(node, painted on)] for every layer of our previous result for this source
+    layer (one, or "Flats" then "Shading"), leaving out those the artist made theirs."""
+    rec = load_records(document, kind).get(krita_io.node_id(source_node))
+    if not rec:
+        return []
+    recs = [rec] + [r for r in rec.get("layers") or [] if isinstance(r, dict)]
+    return [x for x in (_recorded(document, r) for r in recs) if x is not None]
+
+
 def previous_result(document, source_node, kind: str = "results"):
     """(our previous result for this source layer, whether the artist painted on it).
     None when there is none or the artist made it theirs (renamed, locked, another kind)."""
     rec = load_records(document, kind).get(krita_io.node_id(source_node))
-    if not rec:
-        return None, False
-    old = krita_io.find_node(document, rec.get("result", ""))
-    if old is None or old.locked() or old.name() != rec.get("name") or old.type() != "paintlayer":
-        return None, False
-    # Records written before digests existed count as untouched.
-    return old, bool(rec.get("digest")) and layer_digest(old) != rec["digest"]
+    return (rec and _recorded(document, rec)) or (None, False)
 
 
 def replaceable_result(document, line_node, kind: str = "results"):
@@ -257,7 +270,8 @@ class WorkerJob(QObject):
 
     def _result_path(self):
         path = self.client.temp_path(f"result-{id(self):x}-{time.monotonic_ns():x}")
-        self._files.append(path)
+        # The worker writes layers next to the result ("<result>.layerN"): deleted with it.
+        self._files += [path, f"{path}.layer0", f"{path}.layer1", f"{path}.layer0.part", f"{path}.layer1.part"]
         return path
 
     def _read_done(self, sel, t0):
@@ -439,10 +453,32 @@ class ColorizeJob(WorkerJob):
         return rid
 
     def _write(self, header, payload):
+        layers = header.get("layers")
+        if self.options.get("layers") and isinstance(layers, list) and layers:
+            return write_result_layers(self.document, self.line_node, self._layer_items(layers, payload),
+                                       self.rect, self.mask, str(header.get("engine", "")), self.report)
         if self.mask is not None:
             payload = bytes(payload)   # the selection blend works on whole buffers (the selection's size)
         return write_result(self.document, self.line_node, payload, self.rect, self.mask,
                             str(header.get("engine", "")), self.report)
+
+    def _layer_items(self, layers, payload):
+        """[(name, bgra, blend)] from the result header's "layers": each in its file
+        (next to the result file, deleted with this job's files) or inline after the result."""
+        n = self.rect[2] * self.rect[3] * 4
+        at = n     # inline layers follow the result's own n bytes
+        items = []
+        for d in layers:
+            if d.get("file"):
+                with open(d["file"], "rb") as f:
+                    data = f.read()
+            else:
+                data = bytes(payload[at:at + n])
+                at += n
+            if len(data) != n:
+                raise UserError(f"the engine's layer '{d.get('name')}' has {len(data)} bytes, not {n}")
+            items.append((str(d.get("name") or "Colors"), data, str(d.get("blend") or "normal")))
+        return items
 
 
 class LinesJob(WorkerJob):
@@ -491,48 +527,67 @@ class LinesJob(WorkerJob):
 
 def _write_layer(document, source, bgra: bytes, rect, mask, name: str, engine_label: str, kind: str, place,
                  report=None):
-    """A new paint layer next to `source` (place(parent, new, source) puts it),
-    replacing our previous one of this kind unless the artist painted on it:
-    then that one is kept, renamed "... (edited)".  Pixels are written before
-    the layer is added, and the old layer is removed before the new one is
-    added, so the first Ctrl+Z removes the new layer."""
+    """A new paint layer next to `source` (see _write_layers)."""
+    return _write_layers(document, source, [(name, bgra, "normal")], rect, mask, engine_label, kind, place,
+                         report)[0]
+
+
+def _write_layers(document, source, items, rect, mask, engine_label: str, kind: str, place, report=None):
+    """New paint layers next to `source`, items = [(name, bgra, blending mode)]
+    bottom first (place(parent, new, source) puts each; for results, each goes
+    directly below the line art, so they stack in the items' order), replacing
+    every layer of our previous result of this kind, except one the artist
+    painted on: that one is kept, renamed "... (edited)".  Pixels are written
+    before a layer is added, and the old layers are removed before the new
+    ones are added; each added layer is one undo step."""
     x, y, w, h = rect
-    old, edited = previous_result(document, source, kind)
-    kept = None
-    if edited:
-        kept = edited_name(old.parentNode(), old.name())
-        old.setName(kept)
-        old = None
-    doc_space = krita_io.color_space(document)
-    if mask is not None:
-        if old is not None:
-            # Redo only the selection: keep the old pixels elsewhere.
-            before = krita_io.convert_bytes(old.pixelData(x, y, w, h), w, h, krita_io.color_space(old),
-                                            krita_io.SRGB8)
-            bgra = krita_io.blend_masked(before, bgra, mask, w, h)
+    kept, olds = [], {}
+    for old, edited in previous_layers(document, source, kind):
+        if edited:
+            name = edited_name(old.parentNode(), old.name())
+            old.setName(name)
+            kept.append(name)
         else:
-            bgra = krita_io.apply_mask(bgra, mask, w, h)
-    new = document.createNode(name, "paintlayer")
-    if mask is not None and old is not None:
-        # The part outside the work rect comes from the old layer too.
-        W, H = document.width(), document.height()
-        new.setPixelData(old.pixelData(0, 0, W, H), 0, 0, W, H)
-    krita_io.write_bgra8(new, bgra, rect, doc_space)
-    digest = layer_digest(new)
+            olds.setdefault(old.name(), []).append(old)
+    doc_space = krita_io.color_space(document)
+    new_nodes = []
+    for name, bgra, blend in items:
+        old = (olds.get(name) or [None])[0]   # a selection redo keeps this one's pixels elsewhere
+        if mask is not None:
+            if old is not None:
+                before = krita_io.convert_bytes(old.pixelData(x, y, w, h), w, h, krita_io.color_space(old),
+                                                krita_io.SRGB8)
+                bgra = krita_io.blend_masked(before, bgra, mask, w, h)
+            else:
+                bgra = krita_io.apply_mask(bgra, mask, w, h)
+        new = document.createNode(name, "paintlayer")
+        if blend and blend != "normal":
+            new.setBlendingMode(blend)
+        if mask is not None and old is not None:
+            # The part outside the work rect comes from the old layer too.
+            W, H = document.width(), document.height()
+            new.setPixelData(old.pixelData(0, 0, W, H), 0, 0, W, H)
+        krita_io.write_bgra8(new, bgra, rect, doc_space)
+        new_nodes.append((new, name, layer_digest(new)))
     active = document.activeNode()
-    if old is not None:
-        old.remove()
-    place(source.parentNode(), new, source)
+    for group in olds.values():
+        for old in group:
+            old.remove()
+    for new, _, _ in new_nodes:
+        place(source.parentNode(), new, source)
     if active is not None and krita_io.find_node(document, krita_io.node_id(active)) is not None:
-        keep_active(document, active, new, source.parentNode())
+        keep_active(document, active, new_nodes[-1][0], source.parentNode())
     records = load_records(document, kind)
-    records[krita_io.node_id(source)] = {"result": krita_io.node_id(new), "name": name, "engine": engine_label,
-                                         "digest": digest}
+    recs = [{"result": krita_io.node_id(n), "name": name, "digest": d} for n, name, d in new_nodes]
+    rec = dict(recs[0], engine=engine_label)
+    if len(recs) > 1:
+        rec["layers"] = recs[1:]      # the layers above the first one (Shading)
+    records[krita_io.node_id(source)] = rec
     save_records(document, records, kind)
     document.refreshProjection()
     if report is not None and kept:
-        report["kept"] = kept    # the name the artist's edited result is kept under
-    return new
+        report["kept"] = ", ".join(kept)    # the name(s) the artist's edited result is kept under
+    return [n for n, _, _ in new_nodes]
 
 
 def keep_active(document, active, new, parent):
@@ -564,6 +619,16 @@ def write_result(document, line_node, bgra: bytes, rect, mask, engine_label: str
         raise UserError("the line-art layer was removed while colorizing")
     return _write_layer(document, line_node, bgra, rect, mask, result_layer_name(engine_label), engine_label,
                         "results", insert_below, report)
+
+
+def write_result_layers(document, line_node, items, rect, mask, engine_label: str, report=None):
+    """The result as layers [(name, bgra, blending mode)], bottom first ("Flats",
+    then "Shading" in Grain Merge), directly below the line art in that order;
+    our previous result (one layer or several) is retired.  Returns the top new node."""
+    if krita_io.find_node(document, krita_io.node_id(line_node)) is None:
+        raise UserError("the line-art layer was removed while colorizing")
+    return _write_layers(document, line_node, items, rect, mask, engine_label, "results", insert_below,
+                         report)[-1]
 
 
 def insert_above(parent, new_node, source):

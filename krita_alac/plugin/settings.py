@@ -13,7 +13,8 @@ DEFAULTS = {
     "python": "",            # worker interpreter chosen by the user; "" = detect
     "engine": "auto",        # "auto": the default model (the bundled alac-open), else flats
     "size": 512,             # working size (long side) for neural engines
-    "snap": True,            # neural colors snapped to flat regions: best on the quality benchmark
+    "colors": "",            # neural compose: "" (the model's default: shaded), "snap" or "raw"
+    "layers": False,         # neural results as two layers, Flats + Shading (Grain Merge)
     "auto": False,
     "line_thickness": 1.0,   # Extract line art: XDoG line thickness
     "max_pixels": ASK_ABOVE_PIXELS,   # above this, ask before colorizing

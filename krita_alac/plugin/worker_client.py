@@ -362,6 +362,10 @@ class WorkerClient(QObject):
             if not isinstance(header, dict):
                 continue
             n = header.get("bytes", 0)
+            if header.get("type") == "result" and isinstance(n, int):
+                # Inline layers follow the result's own pixels: one buffer, the job splits it.
+                n += sum(d.get("bytes") or 0 for d in header.get("layers") or () if isinstance(d, dict)
+                         and isinstance(d.get("bytes"), int))
             if header.get("type") == "result" and isinstance(n, int) and n > 0:
                 self._incoming = _Incoming(header, n)
             else:

@@ -649,6 +649,77 @@ def s_policy():
     return out
 
 
+def projection(doc, hide):
+    """Krita's own merged image (sRGB BGRA8) with the `hide` layers hidden (then shown again)."""
+    for n in hide:
+        n.setVisible(False)
+    doc.refreshProjection()
+    doc.waitForDone()
+    px = bytes(doc.pixelData(0, 0, doc.width(), doc.height()))
+    for n in hide:
+        n.setVisible(True)
+    doc.refreshProjection()
+    doc.waitForDone()
+    return px
+
+
+def dump(name, data):
+    with open(os.path.join(CFG["out"], name), "wb") as f:
+        f.write(data)
+    return name
+
+
+def s_compose():
+    """The default colorize of an installed model whose card recommends flats (the
+    shaded composition), then the same as two layers, Flats + Shading (Grain Merge)."""
+    w = h = 256
+    doc, lines, hints, hb = scene()
+    put(hints, hb, w, h)
+    res = krita_alac.colorize(doc, lines, hints, timeout=300)      # every option at its default
+    job = krita_api.colorize.last_job
+    out = {"engine": job.reply.get("engine"), "compose": job.reply.get("compose"), "size": job.reply.get("size"),
+           "sent": {k: v for k, v in job.options.items()}, "single": res.name(), **place(res, lines),
+           "files": {"lines": dump("compose_lines.bgra", read8(lines, doc)),
+                     "hints": dump("compose_hints.bgra", read8(hints, doc)),
+                     "single": dump("compose_single.bgra", read8(res, doc)),
+                     "single_projection": dump("compose_single_proj.bgra", projection(doc, [lines, hints]))}}
+    single_id = krita_io.node_id(res)
+    top = krita_alac.colorize(doc, lines, hints, layers=True, timeout=300)
+    kids = lines.parentNode().childNodes()
+    names = [n.name() for n in kids]
+    i = names.index("Lines")
+    out["layers"] = {"stack": names, "below_lines": [(n.name(), n.blendingMode()) for n in kids[i - 2:i]],
+                     "top": top.name(), "single_gone": krita_io.find_node(doc, single_id) is None,
+                     "reply_layers": [(d["name"], d["blend"]) for d in job_reply_layers()]}
+    flats, shading = kids[i - 2], kids[i - 1]
+    out["files"]["flats"] = dump("compose_flats.bgra", read8(flats, doc))
+    out["files"]["layers_projection"] = dump("compose_layers_proj.bgra", projection(doc, [lines, hints]))
+    rec = krita_api.load_records(doc)[krita_io.node_id(lines)]
+    out["record"] = {"result": rec["result"] == krita_io.node_id(flats),
+                     "layers": [r["result"] == krita_io.node_id(shading) for r in rec.get("layers", [])]}
+    # A re-run replaces both ...
+    old_ids = {krita_io.node_id(flats), krita_io.node_id(shading)}
+    krita_alac.colorize(doc, lines, hints, layers=True, timeout=300)
+    kids = lines.parentNode().childNodes()
+    out["rerun"] = {"stack": [n.name() for n in kids],
+                    "old_gone": all(krita_io.find_node(doc, i) is None for i in old_ids)}
+    # ... except one the artist painted on: kept as "(edited)".
+    shading = kids[[n.name() for n in kids].index("Lines") - 1]
+    paint_square(shading, 10, 10, 8, (0, 255, 0))
+    krita_alac.colorize(doc, lines, hints, layers=True, timeout=300)
+    out["edited"] = {"stack": [n.name() for n in lines.parentNode().childNodes()],
+                     "status_kept": krita_api.colorize.last_job.report.get("kept")}
+    # Back to one layer: both of ours go, the edited one stays.
+    krita_alac.colorize(doc, lines, hints, timeout=300)
+    out["back_to_one"] = [n.name() for n in lines.parentNode().childNodes()]
+    doc.close()
+    return out
+
+
+def job_reply_layers():
+    return krita_api.colorize.last_job.reply.get("layers") or []
+
+
 def s_docker_rules():
     """The docker's size limits and hint-layer names (pure functions of the plugin)."""
     from krita_alac.plugin import docker

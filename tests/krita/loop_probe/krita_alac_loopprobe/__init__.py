@@ -160,7 +160,8 @@ class Probe:
             s["docker"] = {"busy": d.job is not None, "status": d.status.text(), "progress": d.progress.value(),
                            "auto": d.auto_check.isChecked(), "line": d.line_combo.currentText().strip(),
                            "hint": d.hint_combo.currentText().strip(), "engine": d.engine_combo.currentData(),
-                           "size_enabled": d.size_spin.isEnabled(), "snap_enabled": d.snap_check.isEnabled()}
+                           "size_enabled": d.size_spin.isEnabled(), "colors_enabled": d.colors_combo.isEnabled(),
+                           "layers_enabled": d.layers_check.isEnabled()}
             s["buttons"] = {"new": center(d.new_hints_btn), "colorize": center(d.colorize_btn),
                             "auto": box(d.auto_check), "extract": center(d.extract_btn)}
         return s
