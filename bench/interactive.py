@@ -9,6 +9,13 @@ leaving this process to the result's last byte arriving.  Each is printed as a r
 plain `scipy.ndimage.label` pass over the same page's ink, measured here in the same run
 (median of --reps), so the numbers compare across machines.  The page: 120 outlined shapes
 (circles, boxes) and 60 hint strokes, as in issue 14.
+
+Then (unless --no-krita) the same page in real Krita (kritarunner, offscreen, the
+scenario "stroke" of tests/krita/krita_suite.py): stroke -> finished layer as the
+docker's Auto runs it (the hint signature, then the ColorizeJob, until the result
+layer is written), default engine, and the GUI thread's longest block (a 10 ms
+QTimer heartbeat).  Printed as ratios to one scipy labelling pass of the page and
+to Krita's own read of the line-art layer, both measured in the same run.
 """
 from __future__ import annotations
 
@@ -105,12 +112,85 @@ class Worker:
         self.p.wait(10)
 
 
+def krita_part(size: int, engine: str, strokes: int, reps: int):
+    """Run the Krita scenario; print its table.  Returns the facts (None without Krita)."""
+    import shutil
+    import tempfile
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sys.path.insert(0, os.path.join(root, "tests"))
+    from kritahelp import krita_env
+    runner = shutil.which("kritarunner")
+    if runner is None:
+        print("Krita part: kritarunner not found, not measured")
+        return None
+    lines, hints, ink = make_page(size, size)
+    ref = label_time(ink, reps)
+    rng = np.random.default_rng(7)
+    spots = [(int(rng.integers(0, size - 60)), int(rng.integers(0, size - 12)),
+              [int(v) for v in rng.integers(0, 256, 3)]) for _ in range(strokes)]
+    with tempfile.TemporaryDirectory(prefix="bench_krita_") as tmp:
+        out = os.path.join(tmp, "out")
+        os.makedirs(out)
+        paths = {}
+        for name, a in (("lines", lines), ("hints", hints)):
+            paths[name] = os.path.join(tmp, f"{name}.bgra")
+            a[..., [2, 1, 0, 3]].tofile(paths[name])
+        cfg = {"scenarios": ["stroke"], "out": out, "page_size": size, "page_lines": paths["lines"],
+               "page_hints": paths["hints"], "strokes": spots, "engine": engine}
+        with open(os.path.join(tmp, "suite.json"), "w") as f:
+            json.dump(cfg, f)
+        env = krita_env(tmp, KRITA_ALAC_SUITE=os.path.join(tmp, "suite.json"), QT_QPA_PLATFORM="offscreen")
+        env["KRITA_ALAC_HOME"] = os.environ.get("KRITA_ALAC_HOME") or env["KRITA_ALAC_HOME"]
+        r = subprocess.run([runner, "-s", "krita_suite", "-f", "run"], env=env, capture_output=True, text=True,
+                           timeout=1800)
+        try:
+            with open(os.path.join(out, "results.json")) as f:
+                facts = json.load(f)["stroke"]
+        except (OSError, ValueError, KeyError):
+            raise RuntimeError(f"Krita wrote no results (exit {r.returncode}): {(r.stdout + r.stderr)[-2000:]}")
+    if "error" in facts:
+        raise RuntimeError(facts["error"])
+    fresh = facts["runs"][0]
+    runs = facts["runs"][1:]
+    t = statistics.median(x["seconds"] for x in runs)
+    gap = max(x["max_gap_ms"] for x in runs) / 1000
+    read = facts["layer_read_s"]
+    print()
+    print(f"Krita {size}x{size}: {fresh['engine']} ({fresh['compose']}, working size {fresh['size']}); "
+          f"Auto polls every {facts['poll_ms']} ms (not timed)")
+    print("| in Krita | time | / label pass | / Krita layer read | GUI longest block | block / label pass |")
+    print("|---|---|---|---|---|---|")
+    print(f"| references | label {ref * 1000:.0f} ms, layer read {read * 1000:.0f} ms | 1 | "
+          f"{ref / read:.2f} / {1:.0f} | | |")
+    print(f"| fresh (first colorize of the page) | {fresh['seconds']:.2f} s | {fresh['seconds'] / ref:.1f}x | "
+          f"{fresh['seconds'] / read:.1f}x | {fresh['max_gap_ms']:.0f} ms | {fresh['max_gap_ms'] / 1000 / ref:.1f}x |")
+    print(f"| stroke -> finished layer (median of {len(runs)}) | {t:.2f} s | {t / ref:.1f}x | {t / read:.1f}x "
+          f"| {gap * 1000:.0f} ms (max) | {gap / ref:.1f}x |")
+    for x in runs:
+        tm = x["timings"]
+        print(f"  stroke: {x['seconds']:.3f} s = read {tm.get('read', 0):.3f} + worker {tm.get('worker', 0):.3f} "
+              f"(engine {x['worker_seconds']}) + write {tm.get('write', 0):.3f}; longest GUI block "
+              f"{x['max_gap_ms']:.0f} ms", flush=True)
+    return facts
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m bench.interactive")
     ap.add_argument("--sizes", nargs="+", default=["2048x2048", "4096x4096", "4096x3072"])
     ap.add_argument("--engines", nargs="+", default=["flats", "auto"])
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--no-krita", action="store_true", help="skip the part in real Krita")
+    ap.add_argument("--krita-size", type=int, default=4096)
+    ap.add_argument("--krita-engine", default="auto")
+    ap.add_argument("--strokes", type=int, default=3, help="strokes timed in Krita")
+    ap.add_argument("--krita-only", action="store_true")
     a = ap.parse_args(argv)
+    if not a.no_krita:
+        # First, at normal priority: Krita inherits this process's niceness.
+        krita_part(a.krita_size, a.krita_engine, a.strokes, a.reps)
+        if a.krita_only:
+            return
+        print()
     w = Worker()
     # The worker lowers its own priority; measure the reference at the same priority, so a busy
     # machine slows both alike.

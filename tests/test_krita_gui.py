@@ -66,6 +66,11 @@ def test_docker_defaults(gui_facts):
     assert gui_facts["line_choice"] == "Lines"         # the active layer
     assert gui_facts["hint_choice"] == "Hints"         # the layer named Hints
     assert gui_facts["engines"][0].startswith("Flats")
+    assert gui_facts["colors"] == [["Shaded", None], ["Flat regions only", "snap"], ["Network only", "raw"]]
+    # Flats (the only engine here): no Colors, no layers, and nothing of them in the request.
+    assert not gui_facts["colors_enabled"] and not gui_facts["layers_enabled"]
+    assert set(gui_facts["options"]) == {"size"}
+    assert gui_facts["layers_saved"] is True
 
 
 def test_action_and_shortcut(gui_facts):

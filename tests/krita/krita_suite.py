@@ -354,6 +354,57 @@ def s_timing_2048():
     return out
 
 
+def s_stroke():
+    """bench.interactive's Krita part: stroke -> finished layer, as Auto runs it.
+
+    The page (line art and hints, sRGB BGRA8 files from the bench) goes into a new
+    document; one fresh colorize warms the worker and shows the line art; then each
+    stroke lands on the hint layer and, in the same event-loop turn, Auto's work
+    follows: the hint signature (the poll's thumbnail hash) and the ColorizeJob the
+    docker starts, until the result layer is written.  A 10 ms heartbeat timer
+    records the GUI thread's longest gap.  Auto's poll interval (docker.POLL_MS,
+    debounced over one poll) is a setting, reported, not timed."""
+    from krita_alac.plugin import docker
+    n = int(CFG["page_size"])
+    engine = CFG.get("engine", "auto")
+    doc = new_doc(n, n)
+    lines = add_layer(doc, "Lines")
+    with open(CFG["page_lines"], "rb") as f:
+        lines.setPixelData(QByteArray(f.read()), 0, 0, n, n)
+    hints = add_layer(doc, "Hints")
+    with open(CFG["page_hints"], "rb") as f:
+        hints.setPixelData(QByteArray(f.read()), 0, 0, n, n)
+    doc.refreshProjection()
+    doc.waitForDone()
+    reads = []
+    for _ in range(3):      # the reference: Krita's own read of one canvas-sized layer
+        t0 = time.perf_counter()
+        bytes(lines.pixelData(0, 0, n, n))
+        reads.append(time.perf_counter() - t0)
+    out = {"page_size": n, "layer_read_s": sorted(reads)[1], "poll_ms": docker.POLL_MS, "runs": []}
+
+    def auto_job(stroke):
+        def start():
+            if stroke is not None:
+                x, y, rgb = stroke
+                hints.setPixelData(QByteArray(bytes((rgb[2], rgb[1], rgb[0], 255)) * (50 * 8)), x, y, 50, 8)
+            docker.hint_signature(hints)
+            return krita_api.ColorizeJob(doc, lines, hints, engine)
+        return start
+
+    for i, stroke in enumerate([None] + [tuple(s) for s in CFG["strokes"]]):
+        outcome, secs, gap = run_job_measured(auto_job(stroke), timeout_s=600)
+        job = outcome.get("job")
+        if "node" not in outcome:
+            raise RuntimeError(f"run {i} failed: {outcome.get('error')}")
+        out["runs"].append({"fresh": stroke is None, "seconds": secs, "max_gap_ms": gap,
+                            "timings": job.timings, "worker_seconds": job.reply.get("seconds"),
+                            "engine": job.reply.get("engine"), "compose": job.reply.get("compose"),
+                            "size": job.reply.get("size"), "layer": outcome["node"].name()})
+    doc.close()
+    return out
+
+
 def s_io_4096():
     n = 4096
     doc = new_doc(n, n)

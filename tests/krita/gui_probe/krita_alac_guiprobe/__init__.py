@@ -97,6 +97,14 @@ class Probe:
         facts["line_choice"] = d.line_combo.currentText().strip()
         facts["hint_choice"] = d.hint_combo.currentText().strip()
         facts["engines"] = [d.engine_combo.itemText(i) for i in range(d.engine_combo.count())]
+        facts["colors"] = [(d.colors_combo.itemText(i), d.colors_combo.itemData(i))
+                           for i in range(d.colors_combo.count())]
+        facts["colors_enabled"], facts["layers_enabled"] = d.colors_combo.isEnabled(), d.layers_check.isEnabled()
+        facts["options"] = d.options()
+        from krita_alac.plugin import settings
+        d.layers_check.setChecked(True)          # saved at once, like every docker setting
+        facts["layers_saved"] = settings.load().get("layers")
+        d.layers_check.setChecked(False)
         act = Krita.instance().action("krita_alac_colorize")
         facts["action_found"] = act is not None
         if act is not None:
