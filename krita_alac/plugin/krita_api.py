@@ -43,6 +43,9 @@ LINES_NAME = "Line art (XDoG)"
 LINES_RECORDS = "lines"  # annotation key of the extracted line-art layers
 IDLE_POLL_MS = 50        # a result that arrives during a brush stroke waits for its end
 IDLE_WAIT_MS = 120000
+# A result layer is written and fingerprinted this many bytes at a time, with Krita's
+# event loop running in between.
+STEP_BYTES = 8 << 20
 ACTIVATE_AGAIN_MS = (0, 100, 400)   # when Krita's own layer activations may still come
 # Nodes that can be read as a picture (masks cannot).
 LAYER_TYPES = ("paintlayer", "grouplayer", "vectorlayer", "filelayer", "clonelayer", "filllayer")
@@ -84,14 +87,22 @@ def save_records(document, records: dict, kind: str = "results"):
 def layer_digest(node) -> str:
     """Fingerprint of a paint layer's pixels (and where they are): any brush
     stroke, erasing or move changes it."""
+    return krita_io.drain(layer_digest_steps(node))
+
+
+def layer_digest_steps(node, step_bytes: int = 0):
+    """layer_digest, yielding after each band (of step_bytes of pixel data, if given)."""
     b = node.bounds()
     h = hashlib.sha1(f"{b.x()},{b.y()},{b.width()},{b.height()};".encode())
     if b.width() > 0 and b.height() > 0:
         # A band of rows at a time (the same bytes in the same order as one read):
         # a canvas-sized copy here would double Krita's memory for a big page.
         step = krita_io.band_rows(b.width() * 4)    # up to 16 bytes a pixel: bands of 64 MB at most
+        if step_bytes:
+            step = max(1, step_bytes // (b.width() * 4))
         for y in range(b.y(), b.y() + b.height(), step):
             h.update(bytes(node.pixelData(b.x(), y, b.width(), min(step, b.y() + b.height() - y))))
+            yield
     return h.hexdigest()
 
 
@@ -374,17 +385,33 @@ class WorkerJob(QObject):
                                                                               waited_ms + IDLE_POLL_MS))
                 return
             doc.unlock()
+        self._t_write = time.perf_counter()
+        self.timings["write_steps"] = 0
+        self._step(self._write_steps(header, payload))
+
+    def _step(self, steps):
+        """One step of writing; the next one after Krita's event loop had its turn
+        (the GUI stays responsive while a canvas-sized layer is written)."""
         try:
-            t0 = time.perf_counter()
-            self.node = self._write(header, payload)
-            self.timings["write"] = time.perf_counter() - t0
+            next(steps)
+        except StopIteration as e:
+            self.node = e.value
+            self.timings["write"] = time.perf_counter() - self._t_write
+            self.done.emit(self.node)
+            return
         except UserError as e:
             self.failed.emit(str(e), "user")
             return
         except Exception as e:  # noqa: BLE001  never a traceback dialog in Krita
             self.failed.emit(f"could not write the result layer: {type(e).__name__}: {e}", "internal")
             return
-        self.done.emit(self.node)
+        self.timings["write_steps"] += 1
+        QTimer.singleShot(0, lambda: self._step(steps))
+
+    def _write_steps(self, header, payload):
+        """The writing as a generator of steps; by default one step."""
+        return self._write(header, payload)
+        yield  # unreachable: makes this a generator
 
 
 class ColorizeJob(WorkerJob):
@@ -453,14 +480,19 @@ class ColorizeJob(WorkerJob):
         return rid
 
     def _write(self, header, payload):
+        return krita_io.drain(self._write_steps(header, payload))
+
+    def _write_steps(self, header, payload):
+        engine = str(header.get("engine", ""))
         layers = header.get("layers")
         if self.options.get("layers") and isinstance(layers, list) and layers:
-            return write_result_layers(self.document, self.line_node, self._layer_items(layers, payload),
-                                       self.rect, self.mask, str(header.get("engine", "")), self.report)
-        if self.mask is not None:
-            payload = bytes(payload)   # the selection blend works on whole buffers (the selection's size)
-        return write_result(self.document, self.line_node, payload, self.rect, self.mask,
-                            str(header.get("engine", "")), self.report)
+            items = self._layer_items(layers, payload)
+        else:
+            if self.mask is not None:
+                payload = bytes(payload)   # the selection blend works on whole buffers (the selection's size)
+            items = [(result_layer_name(engine), payload, "normal")]
+        return (yield from write_result_steps(self.document, self.line_node, items, self.rect, self.mask, engine,
+                                              self.report))
 
     def _layer_items(self, layers, payload):
         """[(name, bgra, blend)] from the result header's "layers": each in its file
@@ -533,23 +565,32 @@ def _write_layer(document, source, bgra: bytes, rect, mask, name: str, engine_la
 
 
 def _write_layers(document, source, items, rect, mask, engine_label: str, kind: str, place, report=None):
+    return krita_io.drain(_write_layers_steps(document, source, items, rect, mask, engine_label, kind, place,
+                                              report))
+
+
+def _write_layers_steps(document, source, items, rect, mask, engine_label: str, kind: str, place, report=None,
+                        step_bytes: int = 0, removed: str = "the layer was removed while writing the result"):
     """New paint layers next to `source`, items = [(name, bgra, blending mode)]
     bottom first (place(parent, new, source) puts each; for results, each goes
     directly below the line art, so they stack in the items' order), replacing
     every layer of our previous result of this kind, except one the artist
     painted on: that one is kept, renamed "... (edited)".  Pixels are written
     before a layer is added, and the old layers are removed before the new
-    ones are added; each added layer is one undo step."""
+    ones are added; each added layer is one undo step.
+
+    A generator: it yields after each band written or fingerprinted (of
+    step_bytes, else bands of krita_io.BAND_BYTES), while the new layers are
+    not in the document yet; the document changes only in its last step, where
+    our previous layers are looked at again (the artist may have painted on one
+    meanwhile).  Returns the new nodes."""
     x, y, w, h = rect
-    kept, olds = [], {}
+    olds = {}
     for old, edited in previous_layers(document, source, kind):
-        if edited:
-            name = edited_name(old.parentNode(), old.name())
-            old.setName(name)
-            kept.append(name)
-        else:
+        if not edited:
             olds.setdefault(old.name(), []).append(old)
     doc_space = krita_io.color_space(document)
+    rows = max(1, step_bytes // (w * 4)) if step_bytes else krita_io.band_rows(w)
     new_nodes = []
     for name, bgra, blend in items:
         old = (olds.get(name) or [None])[0]   # a selection redo keeps this one's pixels elsewhere
@@ -567,8 +608,20 @@ def _write_layers(document, source, items, rect, mask, engine_label: str, kind: 
             # The part outside the work rect comes from the old layer too.
             W, H = document.width(), document.height()
             new.setPixelData(old.pixelData(0, 0, W, H), 0, 0, W, H)
-        krita_io.write_bgra8(new, bgra, rect, doc_space)
-        new_nodes.append((new, name, layer_digest(new)))
+        yield from krita_io.write_bgra8_steps(new, bgra, rect, doc_space, rows)
+        digest = yield from layer_digest_steps(new, step_bytes)
+        new_nodes.append((new, name, digest))
+    # The last step, in one go: the document changes here only.
+    if krita_io.find_node(document, krita_io.node_id(source)) is None:
+        raise UserError(removed)
+    kept, olds = [], {}
+    for old, edited in previous_layers(document, source, kind):
+        if edited:
+            name = edited_name(old.parentNode(), old.name())
+            old.setName(name)
+            kept.append(name)
+        else:
+            olds.setdefault(old.name(), []).append(old)
     active = document.activeNode()
     for group in olds.values():
         for old in group:
@@ -619,6 +672,17 @@ def write_result(document, line_node, bgra: bytes, rect, mask, engine_label: str
         raise UserError("the line-art layer was removed while colorizing")
     return _write_layer(document, line_node, bgra, rect, mask, result_layer_name(engine_label), engine_label,
                         "results", insert_below, report)
+
+
+def write_result_steps(document, line_node, items, rect, mask, engine_label: str, report=None):
+    """write_result (one item) or write_result_layers, as steps (see _write_layers_steps)
+    with Krita's event loop free between them.  Returns the top new node."""
+    if krita_io.find_node(document, krita_io.node_id(line_node)) is None:
+        raise UserError("the line-art layer was removed while colorizing")
+    nodes = yield from _write_layers_steps(document, line_node, items, rect, mask, engine_label, "results",
+                                           insert_below, report, STEP_BYTES,
+                                           "the line-art layer was removed while colorizing")
+    return nodes[-1]
 
 
 def write_result_layers(document, line_node, items, rect, mask, engine_label: str, report=None):

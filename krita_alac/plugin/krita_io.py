@@ -177,9 +177,23 @@ def write_bgra8(node, bgra, rect, doc_space) -> None:
     """Write sRGB BGRA8 pixels (bytes, bytearray or a read-only mmap) into
     `node` (a paint layer in `doc_space`), a band of rows at a time.  The
     pages of an mmap already written are handed back to the system."""
+    drain(write_bgra8_steps(node, bgra, rect, doc_space, band_rows(rect[2])))
+
+
+def drain(steps):
+    """Run a generator of steps to its end; its return value."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as e:
+            return e.value
+
+
+def write_bgra8_steps(node, bgra, rect, doc_space, step: int):
+    """write_bgra8, yielding after each band of `step` rows (the caller may let
+    Krita's event loop run in between: a new layer not yet in the document)."""
     x, y, w, h = rect
     row = w * 4
-    step = band_rows(w)
     view = memoryview(bgra)
     try:
         for y0 in range(0, h, step):
@@ -190,6 +204,7 @@ def write_bgra8(node, bgra, rect, doc_space) -> None:
             node.setPixelData(QByteArray(data), x, y + y0, w, n)
             del data
             _drop_pages(bgra, (y0 + n) * row)
+            yield
     finally:
         view.release()
 

@@ -454,8 +454,10 @@ def s_kill_midrun():
     got = {}
     job2.failed.connect(lambda m, k: (got.setdefault("failed", [m, k]), loop.quit()))
     job2.done.connect(lambda node: (got.setdefault("done", True), loop.quit()))
+    # At the first progress report, the worker certainly busy with it: a re-run of cached
+    # line art may be done in less than any fixed delay.
+    job2.progress.connect(lambda v, t: "failed" not in got and "done" not in got and job2.cancel())
     job2.start()
-    QTimer.singleShot(100, job2.cancel)
     loop.exec_()
     out["cancel"] = got
     out["after_cancel"] = krita_alac.colorize(doc, lines, hints, engine="flats", timeout=120).name()
