@@ -170,7 +170,9 @@ def krita_part(size: int, engine: str, strokes: int, reps: int):
         tm = x["timings"]
         print(f"  stroke: {x['seconds']:.3f} s = read {tm.get('read', 0):.3f} + worker {tm.get('worker', 0):.3f} "
               f"(engine {x['worker_seconds']}) + write {tm.get('write', 0):.3f}; longest GUI block "
-              f"{x['max_gap_ms']:.0f} ms", flush=True)
+              f"{x['max_gap_ms']:.0f} ms (longest read step {tm.get('read_longest_step', 0) * 1000:.0f} ms, "
+              f"write step {tm.get('write_longest_step', 0) * 1000:.0f} ms)", flush=True)
+    print("  single GUI-thread calls: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in facts.get("probe", {}).items()))
     return facts
 
 

@@ -458,7 +458,7 @@ class ColorizeDocker(DockWidget):
         job = krita_api.ColorizeJob(doc, self._selected(self.line_combo), self._selected(self.hint_combo),
                                     engine, force=force, **self.options())
         try:
-            job.prepare()
+            job.prepare_first()       # the checks now; the rest of the layers read once started
         except krita_api.TooLargeError as e:
             if auto:
                 self.show_message(f"Auto skipped: {e}.", error=True)

@@ -256,11 +256,34 @@ class WorkerJob(QObject):
         self._files = []          # payload files this job made (the client deletes them once answered)
         self._result_map = None   # the result file, mapped while it is written to the layer
         self._timer = None
+        self._steps = None        # the rest of a prepare started by prepare_first()
+        self._cancelled = False
 
     def prepare(self):
-        raise NotImplementedError
+        return krita_io.drain(self.prepare_steps())
+
+    def prepare_steps(self):
+        """prepare() as a generator: it yields between bands of a big layer read
+        (by default in one step: a job that only defines prepare())."""
+        return self.prepare()
+        yield  # unreachable: makes this a generator
+
+    def prepare_first(self):
+        """Begin preparing: the checks and the first band now (errors raise, as in
+        prepare()); start() reads the rest a band at a time with Krita's event loop
+        free in between (the GUI stays responsive while a big layer is read)."""
+        steps = self.prepare_steps()
+        try:
+            next(steps)
+            self._steps = steps
+        except StopIteration:
+            pass
+        return self
 
     def _read_visible(self, node, sel, empty_message: str, name: str):
+        return krita_io.drain(self._read_visible_steps(node, sel, empty_message, name))
+
+    def _read_visible_steps(self, node, sel, empty_message: str, name: str, step_bytes: int = 0):
         """Dump `node`'s pixels in self.rect as BGRA8 into a payload file, a band at a
         time (Krita's process never holds a canvas-sized copy).  A layer with nothing
         visible is refused, but a selection may well hold no ink (inside one region):
@@ -269,7 +292,7 @@ class WorkerJob(QObject):
         path = self.client.temp_path(f"{name}-{id(self):x}-{time.monotonic_ns():x}")
         self._files.append(path)
         try:
-            facts = krita_io.dump_layer(node, self.rect, path)
+            facts = yield from krita_io.dump_layer_steps(node, self.rect, path, step_bytes)
         except OSError as e:
             raise UserError(f"cannot write the temporary copy of the layer ({e.strerror or e}): is the disk full?")
         if (not facts["visible"]
@@ -300,6 +323,8 @@ class WorkerJob(QObject):
     def start(self, timeout=None):
         """Send the request; with `timeout` (seconds) the job is cancelled if no
         answer came by then (failed with kind "timeout"; no layer is written later)."""
+        if self._steps is not None:
+            return self._prepare_step(timeout)
         if not self._prepared:
             self.prepare()
         c = self.client
@@ -318,8 +343,43 @@ class WorkerJob(QObject):
             self._timer.start(int(timeout * 1000))
         return self
 
+    def _prepare_step(self, timeout):
+        """One band of a prepare begun by prepare_first(); then start()."""
+        if self._cancelled:
+            self._steps = None
+            self._cleanup()
+            self.failed.emit(*self._cancelled)
+            return self
+        t0 = time.perf_counter()
+        try:
+            next(self._steps)
+            self._longest("read_longest_step", t0)
+        except StopIteration:
+            self._longest("read_longest_step", t0)
+            self._steps = None
+            try:
+                return self.start(timeout)
+            except UserError as e:
+                self._cleanup()
+                self.failed.emit(str(e), "user")
+                return self
+        except UserError as e:
+            self._steps = None
+            self._cleanup()
+            self.failed.emit(str(e), "user")
+            return self
+        except Exception as e:  # noqa: BLE001  never a traceback dialog in Krita
+            self._steps = None
+            self._cleanup()
+            self.failed.emit(f"could not read the layers: {type(e).__name__}: {e}", "internal")
+            return self
+        QTimer.singleShot(0, lambda: self._prepare_step(timeout))
+        return self
+
     def cancel(self, message: str = "cancelled", kind: str = "cancelled"):
         """End this job (and only this one): it fails with `kind`."""
+        if self._steps is not None and self.rid is None:
+            self._cancelled = (message, kind)     # still reading the layers: stops at the next band
         if self.rid is not None:
             self.client.cancel(self.rid, message, kind)
 
@@ -392,9 +452,11 @@ class WorkerJob(QObject):
     def _step(self, steps):
         """One step of writing; the next one after Krita's event loop had its turn
         (the GUI stays responsive while a canvas-sized layer is written)."""
+        t0 = time.perf_counter()
         try:
             next(steps)
         except StopIteration as e:
+            self._longest("write_longest_step", t0)
             self.node = e.value
             self.timings["write"] = time.perf_counter() - self._t_write
             self.done.emit(self.node)
@@ -406,7 +468,12 @@ class WorkerJob(QObject):
             self.failed.emit(f"could not write the result layer: {type(e).__name__}: {e}", "internal")
             return
         self.timings["write_steps"] += 1
+        self._longest("write_longest_step", t0)
         QTimer.singleShot(0, lambda: self._step(steps))
+
+    def _longest(self, key, t0):
+        """Keep the longest single step (what blocks Krita's GUI thread), for benchmarks."""
+        self.timings[key] = max(self.timings.get(key, 0.0), time.perf_counter() - t0)
 
     def _write_steps(self, header, payload):
         """The writing as a generator of steps; by default one step."""
@@ -425,7 +492,7 @@ class ColorizeJob(WorkerJob):
         self._lines = self._hints = None
         self._hints_rect = self._hints_file = None
 
-    def prepare(self):
+    def prepare_steps(self):
         t0 = time.perf_counter()
         doc, line = self.document, self.line_node
         if doc is None:
@@ -438,17 +505,18 @@ class ColorizeJob(WorkerJob):
             raise UserError("the hint layer and the line-art layer are the same layer")
         self.rect, sel = work_rect(doc)
         check_size(self.rect, self.force, self.verb)
-        self._lines = self._read_visible(line, sel, f"the line-art layer '{line.name()}' is empty", "lines")
+        self._lines = yield from self._read_visible_steps(line, sel, f"the line-art layer '{line.name()}' is empty",
+                                                          "lines", STEP_BYTES)
         if self._lines["opaque"] >= OPAQUE_LINE_ART and line.blendingMode() != "multiply":
             self.notes.append("opaque")
         try:
-            self._read_hints()
+            yield from self._read_hints_steps()
         except Exception:
             self._cleanup()
             raise
         return self._read_done(sel, t0)
 
-    def _read_hints(self):
+    def _read_hints_steps(self):
         """Only the part of the hint layer that has pixels (its exact bounds in the
         work rect) is sent: inline when small, through a file when big."""
         self._hints = self._hints_rect = self._hints_file = None
@@ -466,7 +534,8 @@ class ColorizeJob(WorkerJob):
             return
         path = self.client.temp_path(f"hints-{id(self):x}-{time.monotonic_ns():x}")
         self._files.append(path)
-        if krita_io.dump_layer(self.hint_node, area, path)["visible"]:
+        facts = yield from krita_io.dump_layer_steps(self.hint_node, area, path, STEP_BYTES)
+        if facts["visible"]:
             self._hints_file, self._hints_rect = path, crop
 
     def _send(self):
@@ -626,8 +695,14 @@ def _write_layers_steps(document, source, items, rect, mask, engine_label: str, 
     for group in olds.values():
         for old in group:
             old.remove()
+    # Each change of the layer stack is one undo step and costs Krita some time: the
+    # event loop runs in between (the artist's layers never move, whatever happens).
+    yield
     for new, _, _ in new_nodes:
+        if krita_io.find_node(document, krita_io.node_id(source)) is None:
+            raise UserError(removed)
         place(source.parentNode(), new, source)
+        yield
     if active is not None and krita_io.find_node(document, krita_io.node_id(active)) is not None:
         keep_active(document, active, new_nodes[-1][0], source.parentNode())
     records = load_records(document, kind)

@@ -142,17 +142,25 @@ def dump_layer(node, rect, path) -> dict:
     """Write the layer's pixels in rect to `path` as sRGB BGRA8, a band at a
     time.  Returns {"digest": sha1 of size and pixels, "visible": any pixel
     with alpha > 0, "opaque": share of sampled pixels fully opaque}."""
+    return drain(dump_layer_steps(node, rect, path))
+
+
+def dump_layer_steps(node, rect, path, step_bytes: int = 0):
+    """dump_layer, yielding after each band (of step_bytes, if given)."""
     x, y, w, h = rect
     digest = hashlib.sha1(f"{w}x{h};".encode())
     visible, opaque, seen = False, 0, 0
+    step = max(1, step_bytes // (w * 4)) if step_bytes else band_rows(w)
     with open(path, "wb") as f:
-        for _, _, band in read_bands(node, rect):
+        for y0 in range(0, h, step):
+            band = read_bgra8(node, (x, y + y0, w, min(step, h - y0)))
             f.write(band)
             digest.update(band)
             visible = visible or has_visible_pixels(band)
             alphas = band[3::4 * OPAQUE_SAMPLE]
             opaque += alphas.count(255)
             seen += len(alphas)
+            yield
     return {"digest": digest.hexdigest(), "visible": visible, "opaque": opaque / seen if seen else 0.0}
 
 

@@ -389,7 +389,7 @@ def s_stroke():
                 x, y, rgb = stroke
                 hints.setPixelData(QByteArray(bytes((rgb[2], rgb[1], rgb[0], 255)) * (50 * 8)), x, y, 50, 8)
             docker.hint_signature(hints)
-            return krita_api.ColorizeJob(doc, lines, hints, engine)
+            return krita_api.ColorizeJob(doc, lines, hints, engine).prepare_first()    # as the docker does
         return start
 
     for i, stroke in enumerate([None] + [tuple(s) for s in CFG["strokes"]]):
@@ -401,6 +401,16 @@ def s_stroke():
                             "timings": job.timings, "worker_seconds": job.reply.get("seconds"),
                             "engine": job.reply.get("engine"), "compose": job.reply.get("compose"),
                             "size": job.reply.get("size"), "layer": outcome["node"].name()})
+    # What single calls on the GUI thread cost (the heartbeat's longest gap is one of them).
+    probe = {}
+    t0 = time.perf_counter()
+    docker.hint_signature(hints)
+    probe["hint_signature"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    job = krita_api.ColorizeJob(doc, lines, hints, engine).prepare_first()
+    probe["prepare_first"] = time.perf_counter() - t0
+    job._cleanup()
+    out["probe"] = probe
     doc.close()
     return out
 
