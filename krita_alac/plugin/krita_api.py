@@ -650,9 +650,9 @@ def _write_layers_steps(document, source, items, rect, mask, engine_label: str, 
 
     A generator: it yields after each band written or fingerprinted (of
     step_bytes, else bands of krita_io.BAND_BYTES), while the new layers are
-    not in the document yet; the document changes only in its last step, where
-    our previous layers are looked at again (the artist may have painted on one
-    meanwhile).  Returns the new nodes."""
+    not in the document yet; then our previous layers are looked at again (the
+    artist may have painted on one meanwhile) and the stack changes, one step
+    for the removals and one for each new layer.  Returns the new nodes."""
     x, y, w, h = rect
     olds = {}
     for old, edited in previous_layers(document, source, kind):
@@ -680,7 +680,7 @@ def _write_layers_steps(document, source, items, rect, mask, engine_label: str, 
         yield from krita_io.write_bgra8_steps(new, bgra, rect, doc_space, rows)
         digest = yield from layer_digest_steps(new, step_bytes)
         new_nodes.append((new, name, digest))
-    # The last step, in one go: the document changes here only.
+    # The document changes from here on.
     if krita_io.find_node(document, krita_io.node_id(source)) is None:
         raise UserError(removed)
     kept, olds = [], {}
