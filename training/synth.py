@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from krita_alac.engine.imaging import LUMA
 from krita_alac.engine.lines import XDoGParams, xdog_darkness
 
 from .regions import HINT_MAP, pad_square
@@ -35,8 +36,6 @@ from .regions import HINT_MAP, pad_square
 MIXTURE = (("none", 0.35), ("artist", 0.30), ("region", 0.20), ("dots", 0.15))
 P_EXACT_LINES = 0.5          # exact vector line art instead of XDoG, where the data has it
 ARTIST_WIDTH = (2, 10)       # pen widths at crop scale: a 3-12 px canvas pen on a downscaled view
-
-LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
 def hue_rotate(rgb: np.ndarray, angle: float) -> np.ndarray:

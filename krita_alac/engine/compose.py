@@ -40,6 +40,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .flats import LineArt, Votes, paint
+from .imaging import LUMA
 
 COMPOSE_MODES = ("shade", "snap", "raw", "flats")
 DEFAULT_COMPOSE = "shade"
@@ -227,7 +228,7 @@ def _field(net: np.ndarray, lowlab: np.ndarray, pure: np.ndarray, med: np.ndarra
     if region_gain is not None:
         dev *= region_gain[lowlab][..., None]
     if chroma != 1:
-        lum = (dev @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
+        lum = (dev @ LUMA)[..., None]
         dev = lum + chroma * (dev - lum)
     if sigma > 0:
         wgt = ndi.gaussian_filter(wgt, sigma, mode="nearest")
