@@ -180,14 +180,19 @@ def _direction_error(runner, want: str):
 
 # --- API ----------------------------------------------------------------------
 
+def _runner_for(rgba, what, direction, model_path, size, backend, device, warnings):
+    """The checked input's runner (going the wanted direction) and its working geometry."""
+    check_image(rgba, what)
+    check_size(size, 1)
+    runner = load_image2image(model_path, backend, device, warnings)
+    _direction_error(runner, direction)
+    return runner, work_geometry(*rgba.shape[:2], size, runner.multiple)
+
+
 def auto_colors(rgba_lines: np.ndarray, model_path: str, size: int = 512, backend: str = "auto",
                 device: str = "auto", warnings: list | None = None) -> np.ndarray:
     """Colors for line art without hints: canvas-sized opaque RGBA uint8."""
-    check_image(rgba_lines, "line art")
-    check_size(size, 1)
-    runner = load_image2image(model_path, backend, device, warnings)
-    _direction_error(runner, "sketch2color")
-    geo = work_geometry(*rgba_lines.shape[:2], size, runner.multiple)
+    runner, geo = _runner_for(rgba_lines, "line art", "sketch2color", model_path, size, backend, device, warnings)
     gray = _resize_planes(luminance(rgba_lines)[..., None], geo.h, geo.w)
     out = runner.run(_to_input(gray, geo, runner.in_nc))
     return to_rgba(out[:, :3], geo)
@@ -196,10 +201,6 @@ def auto_colors(rgba_lines: np.ndarray, model_path: str, size: int = 512, backen
 def neural_lines(rgba_picture: np.ndarray, model_path: str, size: int = 512, backend: str = "auto",
                  device: str = "auto", warnings: list | None = None) -> np.ndarray:
     """Line art of a picture: canvas-sized RGBA uint8, black with the ink as alpha."""
-    check_image(rgba_picture, "picture")
-    check_size(size, 1)
-    runner = load_image2image(model_path, backend, device, warnings)
-    _direction_error(runner, "color2sketch")
-    geo = work_geometry(*rgba_picture.shape[:2], size, runner.multiple)
+    runner, geo = _runner_for(rgba_picture, "picture", "color2sketch", model_path, size, backend, device, warnings)
     rgb = _resize_planes(_over_white(rgba_picture), geo.h, geo.w)
     return _ink_to_rgba(runner.run(_to_input(rgb, geo, runner.in_nc)), geo)
