@@ -193,3 +193,45 @@ def test_many_regions_need_no_per_region_histograms(n_side):
     g = c.rgba.reshape(-1, 4)[:, 0].astype(int)
     spread = np.bincount(lab, weights=g) / np.maximum(np.bincount(lab), 1)
     assert np.isfinite(spread).all()
+
+
+def rings(h, w, seed=0, n=12):
+    """Line art of `n` outlined circles (3-px rings) on a page of any size."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:h, :w]
+    ink = np.zeros((h, w), bool)
+    for _ in range(n):
+        cy, cx, r = rng.integers(0, h), rng.integers(0, w), rng.integers(6, max(7, min(h, w) // 3))
+        ink |= np.abs(np.hypot(yy - cy, xx - cx) - r) < 1.5
+    lines = np.zeros((h, w, 4), np.uint8)
+    lines[ink, 3] = 255
+    return lines
+
+
+@pytest.mark.parametrize("h,w,step", [(203, 157, 4), (128, 192, 4), (97, 61, 3), (50, 70, 1)])
+def test_block_expansion_equals_the_per_pixel_composition(h, w, step, monkeypatch):
+    """The field added once per block and broadcast, with the pixels of another label looked
+    up one by one, gives exactly the per-pixel numbers (ragged edge blocks included)."""
+    from krita_alac.engine import compose as C
+    la = LineArt(rings(h, w))
+    rng = np.random.default_rng(1)
+    palette = rng.integers(0, 256, (la.n + 1, 4)).astype(np.uint8)
+    palette[:, 3], palette[0] = 255, 0
+    palette[1, :3] = 255                     # a white and a black region: clipping at both ends
+    palette[2, :3] = 0
+    qh, qw = -(-h // step), -(-w // step)
+    field = rng.integers(-40, 41, (qh, qw, 3)).astype(np.int16)
+    fix = C.block_fixups(la, step)
+    assert fix is not None and fix[0].size < h * w / 4
+    assert (fix[0].size > 0) == (step > 1)      # blocks of one pixel have nothing to look up
+    for f in (field, None):
+        want = C._add_field_pixels(la.labels, palette, f, step)
+        assert np.array_equal(C._add_field(la, palette, f, step), want)
+    if step == 1:
+        return
+    # A label map too busy for blocks (hatching): the per-pixel path, same numbers.
+    monkeypatch.setattr(C, "_MAX_FIXUPS", 0.0)
+    busy = LineArt(rings(h, w))
+    assert C.block_fixups(busy, step) is None
+    assert np.array_equal(C._add_field(busy, palette, field, step), C._add_field_pixels(busy.labels, palette, field,
+                                                                                       step))
