@@ -170,6 +170,40 @@ def test_lines_over_the_wire(worker):
     worker.close()
 
 
+def test_neural_lines_over_the_wire(worker, store_home, cycle_model):
+    """The lines op with method neural: the installed line model (or the one named), its own working size."""
+    import shutil
+    from krita_alac.engine.image2image import neural_lines
+    pic = np.full((40, 50, 4), 255, np.uint8)
+    pic[10:30, 10:40, :3] = (200, 30, 30)
+    pic[10:12, 10:40, :3] = 0
+    g_b = str(store_home / "models" / "cycle-open" / "cycle-open-lines.onnx")
+    header = {"op": "lines", "id": 1, "width": 50, "height": 40, "format": "RGBA8", "image": pic.nbytes,
+              "method": "neural"}
+    worker.send(header, pic.tobytes())
+    m = worker.answer()
+    assert m["type"] == "error" and m["kind"] == "user" and m["message"].startswith(
+        "no model with a line generator is installed (such as cycle-open)")
+    shutil.copytree(cycle_model, store_home / "models" / "cycle-open")
+    worker.send({**header, "id": 2}, pic.tobytes())
+    m = worker.answer()
+    assert m["type"] == "result" and (m["engine"], m["size"]) == ("Lines (cycle-open)", 64), m
+    assert m["device"] == "onnxruntime · CPU"
+    out = np.frombuffer(m["payload"], np.uint8).reshape(40, 50, 4)
+    assert np.array_equal(out, neural_lines(pic, g_b, size=64))
+    worker.send({**header, "id": 3, "model": "cycle-open", "size": 96}, pic.tobytes())
+    m = worker.answer()
+    assert m["type"] == "result" and m["size"] == 96
+    assert np.array_equal(np.frombuffer(m["payload"], np.uint8).reshape(40, 50, 4), neural_lines(pic, g_b, size=96))
+    worker.send({**header, "id": 4, "size": "big"}, pic.tobytes())
+    assert worker.answer() == {"type": "error", "id": 4, "kind": "user",
+                               "message": "lines: size must be a whole number, got 'big'"}
+    worker.send({"op": "info", "id": 5})
+    assert worker.answer()["models"] == [{"id": "cycle-open", "name": "cycle-open", "kind": "image2image",
+                                          "lines": True}]
+    worker.close()
+
+
 def test_info_lists_models_and_providers(worker):
     worker.send({"op": "info", "id": 7})
     m = worker.answer()

@@ -18,7 +18,8 @@ header announces.
                 "result_file": path      write the result pixels there, not inline}
      <lines bytes><hints bytes>
   -> {"op": "lines", "id": 8, "width": W, "height": H, "format": ..., "image": nbytes,
-      "thickness": 1.0, "transparent": true, "method": "xdog", optional "image_file", "result_file"}
+      "thickness": 1.0, "transparent": true, "method": "xdog"|"neural", optional "image_file", "result_file",
+      neural: optional "model" (installed id or file; default the line model), "size", "backend", "device"}
      <image bytes>                                   (answered with a "result" like colorize)
   -> {"op": "ping"} | {"op": "info"} | {"op": "quit"}
 
@@ -314,28 +315,38 @@ def handle_colorize(chan, engines, msg, cache=None):
 
 
 def handle_lines(chan, msg):
-    """Line art from a colored layer (XDoG): answered like a colorize result."""
+    """Line art from a colored layer (XDoG or a neural line generator): answered like a colorize result."""
     from .errors import UserError
-    from .lines import extract_lines
+    from .lines import extract
     rid = msg.get("id")
     image = read_payloads(chan, msg)["image"]
     if image is None:
         raise UserError("the layer is empty: nothing to extract lines from")
+    neural = {}
+    for key, kind, what in (("model", str, "a name"), ("size", int, "a whole number"), ("backend", str, "a name"),
+                            ("device", str, "a name")):
+        v = msg.get(key)
+        if v is not None:
+            if not isinstance(v, kind) or isinstance(v, bool):
+                raise UserError(f"lines: {key} must be {what}, got {v!r}")
+            neural[key] = v
     chan.send({"type": "progress", "id": rid, "value": 0.0, "text": "starting"})
     _pause()
     t0 = time.perf_counter()
-    out = extract_lines(image, msg.get("method", "xdog"), float(msg.get("thickness", 1.0)),
-                        transparent=bool(msg.get("transparent", True)))
+    res = extract(image, msg.get("method", "xdog"), float(msg.get("thickness", 1.0)),
+                  transparent=bool(msg.get("transparent", True)), **neural)
     send_pixels(chan, msg, {"type": "result", "id": rid, "width": msg["width"], "height": msg["height"],
-                            "engine": "Lines (XDoG)", "device": "CPU",
-                            "seconds": round(time.perf_counter() - t0, 4), "cached": False, "warnings": []}, out)
+                            "engine": res.engine, "device": res.device, "size": res.size,
+                            "seconds": round(time.perf_counter() - t0, 4), "cached": False,
+                            "warnings": res.warnings}, res.rgba)
 
 
 def info():
     from .. import __version__
     from . import store
     d = {"type": "info", "version": __version__, "python": sys.version.split()[0], "executable": sys.executable,
-         "models": [{"id": m.id, "name": m.label} for m in store.installed_models()]}
+         "models": [{"id": m.id, "name": m.label, "kind": m.kind, "lines": bool(store.lines_file(m))}
+                    for m in store.installed_models()]}
     try:
         import onnxruntime as ort
         d["onnxruntime"] = ort.__version__
