@@ -40,6 +40,7 @@ HINTS_NAME = "Hints"
 HINTS_RE = re.compile(r"Hints( \d+)?$")   # "Hints", and "Hints 2"... made by New
 OPAQUE_LINE_ART = 0.98   # share of fully opaque pixels that means "scan on white"
 LINES_NAME = "Line art (XDoG)"
+LINE_METHODS = {"xdog": LINES_NAME, "neural": "Line art (Neural)"}   # method -> its layer's name
 LINES_RECORDS = "lines"  # annotation key of the extracted line-art layers
 IDLE_POLL_MS = 50        # a result that arrives during a brush stroke waits for its end
 IDLE_WAIT_MS = 120000
@@ -583,13 +584,15 @@ class ColorizeJob(WorkerJob):
 
 
 class LinesJob(WorkerJob):
-    """Extract line art from a colored layer (the worker's "lines" op, XDoG)."""
+    """Extract line art from a colored layer (the worker's "lines" op): method "xdog", or
+    "neural" with the line generator of `model` (None: the engine's default, cycle-open first)."""
     verb = "extract lines from"
 
-    def __init__(self, document, source_node, thickness=1.0, client=None, force=False):
+    def __init__(self, document, source_node, thickness=1.0, client=None, force=False, method="xdog", model=None):
         super().__init__(document, client, force)
         self.source_node = source_node
         self.thickness = float(thickness)
+        self.method, self.model = method, model
         self._image = None
 
     def prepare(self):
@@ -605,6 +608,8 @@ class LinesJob(WorkerJob):
             raise UserError(f"the layer '{src.name()}' is not in this document any more")
         if not (0 < self.thickness <= 20):
             raise UserError(f"line thickness must be between 0 and 20, got {self.thickness:g}")
+        if self.method not in LINE_METHODS:
+            raise UserError(f"unknown line extraction method {self.method!r}: use {' or '.join(LINE_METHODS)}")
         self.rect, sel = work_rect(doc)
         x, y, w, h = self.rect
         if min(w, h) < 3:
@@ -617,13 +622,13 @@ class LinesJob(WorkerJob):
     def _send(self):
         x, y, w, h = self.rect
         return self.client.lines(w, h, None, self.thickness, image_file=self._image["path"],
-                                 result_file=self._result_path())
+                                 result_file=self._result_path(), method=self.method, model=self.model)
 
     def _write(self, header, payload):
         if self.mask is not None:
             payload = bytes(payload)
         return write_lines(self.document, self.source_node, payload, self.rect, self.mask,
-                           str(header.get("engine", "")), self.report)
+                           str(header.get("engine", "")), self.report, LINE_METHODS[self.method])
 
 
 def _write_layer(document, source, bgra: bytes, rect, mask, name: str, engine_label: str, kind: str, place,
@@ -774,12 +779,13 @@ def insert_above(parent, new_node, source):
     parent.addChildNode(new_node, source)
 
 
-def write_lines(document, source, bgra: bytes, rect, mask, engine_label: str = "Lines (XDoG)", report=None):
-    """Put extracted line art in a new paint layer directly above the source
-    layer and retire our previous extraction from it.  Returns the new node."""
+def write_lines(document, source, bgra: bytes, rect, mask, engine_label: str = "Lines (XDoG)", report=None,
+                name: str = LINES_NAME):
+    """Put extracted line art in a new paint layer `name` directly above the source
+    layer and retire our previous extraction from it (of either method).  Returns the new node."""
     if krita_io.find_node(document, krita_io.node_id(source)) is None:
         raise UserError("the layer was removed while extracting line art")
-    return _write_layer(document, source, bgra, rect, mask, LINES_NAME, engine_label, LINES_RECORDS, insert_above,
+    return _write_layer(document, source, bgra, rect, mask, name, engine_label, LINES_RECORDS, insert_above,
                         report)
 
 
@@ -823,15 +829,16 @@ def colorize(document, line_layer, hint_layer=None, engine="auto", wait=True, **
     return _run(job, wait, timeout)
 
 
-def extract_lines(document, layer, thickness=1.0, wait=True, timeout=None, client=None, force=False):
+def extract_lines(document, layer, thickness=1.0, wait=True, timeout=None, client=None, force=False,
+                  method="xdog", model=None):
     """Scripting entry point (see krita_alac.extract_lines): line art of `layer`
-    in a new layer "Line art (XDoG)" directly above it.
+    in a new layer "Line art (XDoG)" (method "neural": "Line art (Neural)") directly above it.
 
     wait=True returns the new node (UserError on failure); wait=False returns
     the started LinesJob with done/failed signals."""
     if isinstance(layer, str):
         layer = document.nodeByName(layer) if document is not None else None
-    job = LinesJob(document, layer, thickness, client=client, force=force)
+    job = LinesJob(document, layer, thickness, client=client, force=force, method=method, model=model)
     job.prepare()
     extract_lines.last_job = job
     return _run(job, wait, timeout)

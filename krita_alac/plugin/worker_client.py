@@ -302,10 +302,13 @@ class WorkerClient(QObject):
         return self.request(lean, lean_payloads, files, full=(header, payloads))
 
     def lines(self, width: int, height: int, image, thickness: float = 1.0, transparent: bool = True, *,
-              image_file=None, result_file=None) -> int:
-        """Line art of a colored picture (XDoG); answered with a result like colorize."""
+              image_file=None, result_file=None, method: str = "xdog", model=None) -> int:
+        """Line art of a colored picture (XDoG, or "neural": the line generator of `model`,
+        None for the engine's default); answered with a result like colorize."""
         header = dict(op="lines", width=width, height=height, format="BGRA8", image=len(image) if image else 0,
-                      thickness=float(thickness), transparent=bool(transparent), method="xdog")
+                      thickness=float(thickness), transparent=bool(transparent), method=method)
+        if model:
+            header["model"] = model
         for key, val in (("image_file", image_file), ("result_file", result_file)):
             if val:
                 header[key] = val
