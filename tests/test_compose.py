@@ -235,3 +235,30 @@ def test_block_expansion_equals_the_per_pixel_composition(h, w, step, monkeypatc
     assert C.block_fixups(busy, step) is None
     assert np.array_equal(C._add_field(busy, palette, field, step), C._add_field_pixels(busy.labels, palette, field,
                                                                                        step))
+
+
+def test_cropped_hints_and_named_line_art_give_the_canvas_result():
+    """Hints as the crop of their bounds (the worker's hints_rect) vote and feed the network
+    exactly as the canvas-sized layer; a line art named by the caller is not hashed."""
+    from krita_alac.engine.errors import UserError
+    from krita_alac.engine.imaging import HintPixels, geometry, prepare_hints
+    lines = rings(150, 230)
+    hints = np.zeros((150, 230, 4), np.uint8)
+    stroke(hints, 20, 30, RED)
+    stroke(hints, 100, 150, BLUE, w=40)
+    hints[60:64, 60:70] = (*GREEN, 100)                      # too faint to count
+    crop = np.ascontiguousarray(hints[20:106, 30:190])
+    full, part = HintPixels.find(hints), HintPixels.find(crop, (150, 230), (30, 20))
+    assert np.array_equal(full.flat, part.flat) and np.array_equal(full.rgba, part.rgba)
+    g = geometry(150, 230, 64)
+    assert np.array_equal(prepare_hints(hints, g), prepare_hints(part, g))
+    # Not C-contiguous (a view): the slower path, same pixels.
+    assert np.array_equal(HintPixels.find(hints[20:106, 30:190], (150, 230), (30, 20)).flat, full.flat)
+    eng = Engines()
+    want = eng.colorize(ColorizeRequest(lines=lines, hints=hints, engine="flats")).rgba
+    got = eng.colorize(ColorizeRequest(lines=lines, hints=crop, hints_origin=(30, 20), engine="flats",
+                                       lines_key="page-1"))
+    assert np.array_equal(got.rgba, want)
+    assert eng.lineart.key(lines, "page-1") == ("named", "page-1", lines.shape)
+    with pytest.raises(UserError, match="do not lie inside"):
+        ColorizeRequest(lines=lines, hints=crop, hints_origin=(100, 20)).hint_pixels()

@@ -155,6 +155,15 @@ def test_line_art_kept_by_digest_files_and_cropped_hints(worker, tmp_path):
                  "hints": crop.nbytes, "hints_rect": [10, 10, 60, 10], "engine": "flats"}, bgra(crop))
     m = worker.answer()
     assert m["type"] == "result" and m["payload"] == first
+    # Other line art sent under the same digest replaces it (and its analysis) at once.
+    wall = np.zeros((60, 80, 4), np.uint8)
+    wall[:, 64:66] = (0, 0, 0, 255)                   # the wall moved right: x 50 is on the red side now
+    worker.send({"op": "colorize", "id": 4, "width": 80, "height": 60, "lines": wall.nbytes, "lines_digest": "abc",
+                 "hints": crop.nbytes, "hints_rect": [10, 10, 60, 10], "engine": "flats"}, bgra(wall), bgra(crop))
+    m = worker.answer()
+    got = np.frombuffer(m["payload"], np.uint8).reshape(60, 80, 4)
+    assert m["type"] == "result" and tuple(got[50, 50]) == (20, 10, 250, 255)      # BGRA
+    assert tuple(np.frombuffer(first, np.uint8).reshape(60, 80, 4)[50, 50]) == (250, 20, 10, 255)
     worker.close()
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .errors import UserError
-from .imaging import HINT_ALPHA_MIN, line_darkness
+from .imaging import HintPixels, line_darkness
 
 INK_THRESHOLD = 0.5
 FILL_MODES = ("nearest", "none", "model")
@@ -167,13 +167,16 @@ def fill_under_lines(labels: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
-def hint_pixels(ink: np.ndarray, hints: np.ndarray):
+def hint_pixels(ink: np.ndarray, hints):
     """Flat indices, RGB (int64) and alpha (float64) of the hint pixels that count (opaque
-    enough, not on ink): the only pixels a re-run with new hints has to look at."""
-    idx = np.flatnonzero(hints[..., 3] >= HINT_ALPHA_MIN)
-    idx = idx[~ink.ravel()[idx]]
-    px = hints.reshape(-1, 4)[idx].astype(np.int64)
-    return idx, px[:, :3], px[:, 3].astype(np.float64)
+    enough, not on ink): the only pixels a re-run with new hints has to look at.  `hints`:
+    canvas-sized RGBA or imaging.HintPixels."""
+    if not isinstance(hints, HintPixels):
+        hints = HintPixels.find(hints)
+    idx = hints.flat
+    keep = ~ink.ravel()[idx]
+    px = hints.rgba[keep].astype(np.int64)
+    return idx[keep], px[:, :3], px[:, 3].astype(np.float64)
 
 
 @dataclass
@@ -325,12 +328,16 @@ class LineArt:
             self._centroid = np.stack([ys / area, xs / area], 1)
         return self._centroid
 
-    def vote(self, hints: np.ndarray | None) -> Votes:
-        if hints is not None:
+    def vote(self, hints) -> Votes:
+        """`hints`: canvas-sized RGBA, imaging.HintPixels of this canvas, or None."""
+        if isinstance(hints, HintPixels):
+            shape = hints.shape
+        elif hints is not None:
             _check_rgba(hints, "hints")
-            if hints.shape[:2] != self.shape:
-                raise UserError(f"hints are {hints.shape[1]}x{hints.shape[0]} but the line art is "
-                                f"{self.shape[1]}x{self.shape[0]}: they must be the same size")
+            shape = hints.shape[:2]
+        if hints is not None and tuple(shape) != tuple(self.shape):
+            raise UserError(f"hints are {shape[1]}x{shape[0]} but the line art is "
+                            f"{self.shape[1]}x{self.shape[0]}: they must be the same size")
         return vote(self.labels, self.ink, hints, self.n)
 
 

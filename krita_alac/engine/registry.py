@@ -149,9 +149,12 @@ class LineArtCache:
         self.hits = self.misses = 0
         self._last = (None, None)
 
-    def key(self, lines: np.ndarray):
-        """digest(lines); the very array of the last call (the worker hands the line art it
-        kept back unchanged) is not hashed again.  Callers never modify a passed array."""
+    def key(self, lines: np.ndarray, name: str | None = None):
+        """digest(lines), or the caller's `name` for this content (request.lines_key: the worker
+        names each line art it receives); the very array of the last call (the worker hands the
+        line art it kept back unchanged) is not hashed again.  Callers never modify a passed array."""
+        if name is not None:
+            return ("named", name, lines.shape)
         if lines is self._last[0]:
             return self._last[1]
         k = digest(lines)
@@ -197,7 +200,8 @@ class NeuralEngine:
         mode = compose_mode(req, self.spec)
         geo = geometry(h, w, size, req.raw)
         lineart = lineart or LineArtCache(1)
-        lkey = lineart.key(req.lines)
+        lkey = lineart.key(req.lines, req.lines_key)
+        hints = req.hint_pixels()
         key = (geo, lkey)
         cached = key == self._cache_key
         if not cached:
@@ -206,7 +210,7 @@ class NeuralEngine:
             self._cache = self.colorizer.encode(prepare_sketch(req.lines, geo))
             self._cache_key = key
         _report(progress, 0.5, "colors")
-        color = self.colorizer.decode(self._cache, prepare_hints(req.hints, geo))
+        color = self.colorizer.decode(self._cache, prepare_hints(hints, geo))
         label, labels, layers = self.spec.label, None, None
         warnings = []
         if mode == "raw":
@@ -217,7 +221,7 @@ class NeuralEngine:
             _report(progress, 0.8, "composing with flats")
             la = lineart.get(req.lines, req.gap, lkey)
             net = (color[0, :, :geo.h, :geo.w].transpose(1, 2, 0) + 1.0) * 127.5
-            c = compose(la, la.vote(req.hints), net, mode, layers=req.layers)
+            c = compose(la, la.vote(hints), net, mode, layers=req.layers)
             rgba, labels = c.rgba, la.labels
             if req.layers:
                 layers = _layers(c.rgba, c.flats, c.shading)
@@ -248,11 +252,12 @@ class AutoColorEngine:
             self.warnings.append("this model ignores color hints (use Snap to flats to apply them)")
         if mode != "raw":
             _report(progress, 0.8, "composing with flats")
-            la = (lineart or LineArtCache(1)).get(req.lines, req.gap)
+            lineart = lineart or LineArtCache(1)
+            la = lineart.get(req.lines, req.gap, lineart.key(req.lines, req.lines_key))
             geo = geometry(*req.size_hw, size)
             net = np.asarray(Image.fromarray(np.ascontiguousarray(rgba[..., :3])).resize(
                 (geo.w, geo.h), Image.Resampling.BOX), np.float32)
-            c = compose(la, la.vote(req.hints), net, mode, layers=req.layers)
+            c = compose(la, la.vote(req.hint_pixels()), net, mode, layers=req.layers)
             rgba, labels = c.rgba, la.labels
             if req.layers:
                 layers = _layers(c.rgba, c.flats, c.shading)
@@ -272,8 +277,9 @@ def colorize_flats(req: ColorizeRequest, progress=None, lineart: LineArtCache | 
     if req.fill not in FILL_MODES or req.fill == "model":
         raise UserError(f"unknown fill mode {req.fill!r}: use nearest or none")
     _report(progress, 0.1, "regions")
-    la = (lineart or LineArtCache(1)).get(req.lines, req.gap)
-    votes = la.vote(req.hints)
+    lineart = lineart or LineArtCache(1)
+    la = lineart.get(req.lines, req.gap, lineart.key(req.lines, req.lines_key))
+    votes = la.vote(req.hint_pixels())
     if not votes.hinted.any():
         raise UserError("no hints: paint color strokes on the hint layer (opaque pixels inside the regions)")
     palette, _ = flat_palette(la, votes, req.fill)

@@ -18,7 +18,7 @@ DEFAULT_SIZE = 512       # working size for a model whose model.json does not na
 @dataclass
 class ColorizeRequest:
     lines: np.ndarray                  # H x W x 4 uint8 RGBA line art
-    hints: np.ndarray | None = None    # H x W x 4 uint8 RGBA hint strokes, or None
+    hints: np.ndarray | None = None    # H x W x 4 uint8 RGBA hint strokes (or a crop: hints_origin), or None
     engine: str = ENGINE_AUTO          # "auto", "flats", an installed model id, or a model file
     size: int | None = None            # working size of the long side for neural engines; None: the model's
                                        # own (model.json "size"), else DEFAULT_SIZE
@@ -32,10 +32,24 @@ class ColorizeRequest:
     want_labels: bool = False          # also return the flats region map
     compose: str | None = None         # neural: "shade", "snap", "raw"; None: from snap, else the model's default
     layers: bool = False               # also return the result as "Flats" + "Shading" (Grain Merge) layers
+    hints_origin: tuple | None = None  # (x, y): `hints` is only the crop of the hint layer lying there
+    lines_key: str | None = None       # names this line art's content (the worker's wire digest): the
+                                       # engines' caches use it instead of hashing the pixels
 
     @property
     def size_hw(self):
         return self.lines.shape[:2]
+
+    def hint_pixels(self):
+        """The hint pixels that count (imaging.HintPixels), found once per request; None without hints."""
+        if self.hints is None:
+            return None
+        hp = self.__dict__.get("_hint_pixels")
+        if hp is None:
+            from .imaging import HintPixels
+            hp = self.__dict__["_hint_pixels"] = HintPixels.find(self.hints, self.size_hw,
+                                                                 self.hints_origin or (0, 0))
+        return hp
 
 
 @dataclass

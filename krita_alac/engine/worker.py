@@ -247,13 +247,21 @@ def send_pixels(chan, msg, header: dict, rgba, layers=None):
 
 
 class LinesCache:
-    """The line art of the last request, by the digest the plugin gave it."""
+    """The line art of the last request, by the digest the plugin gave it.
+
+    Each line art received under a digest also gets a key unique in this process (the
+    digest and a serial number): the engines' caches know the content by it and never
+    hash the pixels, and line art sent again (after need_lines) is analysed afresh."""
 
     def __init__(self):
-        self.digest, self.lines = None, None
+        self.digest, self.lines, self.key = None, None, None
+        self.serial = 0
 
     def put(self, digest, lines):
+        self.serial += 1
         self.digest, self.lines = (digest, lines) if digest else (None, None)
+        self.key = f"{self.serial}:{digest}" if digest else None
+        return self.key
 
     def get(self, digest):
         return self.lines if digest and digest == self.digest else None
@@ -277,30 +285,29 @@ def handle_colorize(chan, engines, msg, cache=None):
     digest = msg.get("lines_digest")
     cache = cache if cache is not None else LinesCache()
     lines = p["lines"]
+    lines_key = None
     if lines is None and digest:
         lines = cache.get(digest)
         if lines is None:
             chan.send({"type": "need_lines", "id": rid})
             return
+        lines_key = cache.key
     elif lines is not None:
         lines.flags.writeable = False     # kept for the next request: nothing may change it
-        cache.put(digest, lines)
+        lines_key = cache.put(digest, lines)
     if lines is None:
         raise UserError("the line-art layer is empty")
     from .imaging import check_memory
     check_memory(w, h, held=lines.nbytes + (p["hints"].nbytes if p["hints"] is not None else 0))
     hints = p["hints"]
-    if hints is not None and msg.get("hints_rect") is not None:
-        x, y, rw, rh = msg["hints_rect"]
-        full = np.zeros((h, w, 4), np.uint8)
-        full[y:y + rh, x:x + rw] = hints
-        hints = full
+    # A crop stays a crop: the engines look only at its hint pixels (request.hints_origin).
+    origin = tuple(msg["hints_rect"][:2]) if hints is not None and msg.get("hints_rect") is not None else None
     kw = {k: msg[k] for k in REQUEST_FIELDS if k in msg and msg[k] is not None}
     if "compose" in kw and not isinstance(kw["compose"], str):
         raise UserError(f"compose must be shade, snap or raw, got {kw['compose']!r}")
     if "layers" in kw and not isinstance(kw["layers"], bool):
         raise UserError(f"layers must be true or false, got {kw['layers']!r}")
-    req = ColorizeRequest(lines=lines, hints=hints, **kw)
+    req = ColorizeRequest(lines=lines, hints=hints, hints_origin=origin, lines_key=lines_key, **kw)
 
     def progress(value, text):
         chan.send({"type": "progress", "id": rid, "value": round(float(value), 3), "text": text})
