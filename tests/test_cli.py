@@ -288,6 +288,9 @@ def test_neural_lines_default_to_the_installed_line_model(tmp_path, capsys, stor
     want = neural_lines(pic, g_b, size=meta["size"], backend="onnx", device="cpu")
     assert np.array_equal(got, want)
     assert got[..., 3].std() > 0 and not np.array_equal(got, neural_lines(pic, g_b, size=128))
+    code, o, err = run_cli(capsys, "info")
+    assert code == 0 and "cycle-open: cycle-open [image2image] cycle-open.onnx + line generator " \
+                         "cycle-open-lines.onnx, working size 64" in o
     # The model named by its id, another size, on white.
     code, o, err = run_cli(capsys, "lines", path, "-o", out, "--method", "neural", "--model", "cycle-open",
                            "--size", "128", "--white")

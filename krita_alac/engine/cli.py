@@ -222,6 +222,8 @@ def cmd_info(args):
     from .request import DEFAULT_SIZE
     for m in models:
         files = ", ".join(os.path.basename(p) for p in (m.onnx, m.fp16, m.netg, m.i2v) if p)
+        if store.lines_file(m):
+            files += f" + line generator {os.path.basename(store.lines_file(m))}"
         size = model_size(m.meta)
         size = f"working size {size}" if size else f"working size {DEFAULT_SIZE} (model.json names none)"
         print(f"  {m.id}: {m.label} [{m.kind}] {files}, {size}")
