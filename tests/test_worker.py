@@ -294,3 +294,21 @@ def test_bad_compose_is_one_line_and_the_stream_stays_in_step(worker, store_home
     m = worker.answer()
     assert m["type"] == "result" and m["id"] == 21 and m["compose"] == "raw" and len(m["payload"]) == 80 * 60 * 4
     worker.close()
+
+
+@pytest.mark.parametrize("shape", [(130, 77, 4), (1, 5, 4), (64, 64, 4)])
+def test_red_blue_exchange_on_words_equals_the_channel_swap(shape):
+    """BGRA <-> RGBA by 32-bit word operations (bands of rows, ragged last band), in place and
+    into the reused band buffer the result is written from; views fall back to bytes."""
+    from krita_alac.engine.worker import _bands, swap_red_blue
+    a = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    want = np.ascontiguousarray(a[..., [2, 1, 0, 3]])
+    assert b"".join(bytes(b) for b in _bands(a, "BGRA8")) == want.tobytes()
+    assert b"".join(bytes(b) for b in _bands(a, "RGBA8")) == a.tobytes()
+    assert b"".join(bytes(b) for b in _bands(a[:, ::-1], "BGRA8")) == np.ascontiguousarray(want[:, ::-1]).tobytes()
+    c = a.copy()
+    swap_red_blue(c)
+    assert np.array_equal(c, want)
+    v = a.copy()[:, ::2]
+    swap_red_blue(v)
+    assert np.array_equal(v, want[:, ::2])
