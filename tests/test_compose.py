@@ -262,3 +262,17 @@ def test_cropped_hints_and_named_line_art_give_the_canvas_result():
     assert eng.lineart.key(lines, "page-1") == ("named", "page-1", lines.shape)
     with pytest.raises(UserError, match="do not lie inside"):
         ColorizeRequest(lines=lines, hints=crop, hints_origin=(100, 20)).hint_pixels()
+
+
+@pytest.mark.parametrize("h,w", [(23, 31), (32, 48)])
+def test_low_resolution_clean_footprints_match_their_definition(h, w):
+    """A low-resolution pixel is clean when its canvas footprint holds one region and no ink."""
+    la = LineArt(rings(157, 203, seed=3))
+    t = low_tables(la, h, w)
+    ys = (np.arange(h + 1) * 157) // h
+    xs = (np.arange(w + 1) * 203) // w
+    for i in range(h):
+        for j in range(w):
+            lab = la.labels[ys[i]:ys[i + 1], xs[j]:xs[j + 1]]
+            ink = la.ink[ys[i]:ys[i + 1], xs[j]:xs[j + 1]]
+            assert t["clean"][i, j] == (lab.min() == lab.max() and not ink.any())
