@@ -220,3 +220,36 @@ def test_line_width_estimate_and_default_gap():
     lines, _ = box_lines(width=4)
     f = compute_flats(lines, _hint_at(200, 300, 50, 40, RED))
     assert f.gap == 6.0
+
+
+def test_banded_luminance_and_ink_from_it_equal_the_whole_array_formulas():
+    """luminance() works a band of rows at a time and the ink comes from the luminance the
+    network's sketch already needed: the very same float32 values and ink pixels."""
+    from krita_alac.engine.flats import INK_THRESHOLD, LineArt, ink_mask
+    from krita_alac.engine.imaging import LUMA, line_darkness, luminance
+
+    def whole(rgba):
+        k = (LUMA / 255.0).astype(np.float32)
+        lum = rgba[..., 0] * k[0]
+        lum += rgba[..., 1] * k[1]
+        lum += rgba[..., 2] * k[2]
+        if rgba[..., 3].min() < 255:
+            lum -= 1.0
+            lum *= rgba[..., 3] * np.float32(1 / 255.0)
+            lum += 1.0
+        return lum
+
+    rng = np.random.default_rng(0)
+    # Every gray level under every alpha, then random colors (several bands, a ragged last one).
+    g, a = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")
+    every = np.stack([g, g, g, a], -1).astype(np.uint8)
+    colors = rng.integers(0, 256, (150, 97, 4), dtype=np.uint8)
+    opaque = colors.copy()
+    opaque[..., 3] = 255
+    for img in (every, colors, opaque, colors[::2, ::3]):
+        lum = luminance(img)
+        assert lum.dtype == np.float32 and np.array_equal(lum, whole(img))
+        assert np.array_equal(ink_mask(lum), line_darkness(img) >= INK_THRESHOLD)
+    lines = np.zeros((60, 80, 4), np.uint8)
+    lines[:, 39:41] = (0, 0, 0, 200)
+    assert np.array_equal(LineArt(lines, ink=ink_mask(luminance(lines))).labels, LineArt(lines).labels)

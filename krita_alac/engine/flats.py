@@ -43,6 +43,12 @@ class Flats:
     warnings: list
 
 
+def ink_mask(lum: np.ndarray) -> np.ndarray:
+    """The ink of a line art from its luminance (imaging.luminance): the same pixels as
+    line_darkness >= INK_THRESHOLD, since float32 1 - lum is exact where lum >= 0.5."""
+    return lum <= 1.0 - INK_THRESHOLD
+
+
 def estimate_line_width(ink: np.ndarray) -> float:
     """Typical stroke width in pixels: 2 * area / boundary transitions."""
     area = int(np.count_nonzero(ink))
@@ -288,10 +294,12 @@ class LineArt:
     the region adjacency, areas and centroids.  The engine registry keeps these, so
     a re-run with new hints only looks at the hint pixels."""
 
-    def __init__(self, lines: np.ndarray, gap: float | None = None):
+    def __init__(self, lines: np.ndarray, gap: float | None = None, ink: np.ndarray | None = None):
+        """`ink`: ink_mask(luminance(lines)), when the caller has the luminance already."""
         _check_rgba(lines, "line art")
         self.warnings = []
-        ink = line_darkness(lines) >= INK_THRESHOLD
+        if ink is None:
+            ink = line_darkness(lines) >= INK_THRESHOLD
         if ink.all():
             raise UserError("the line art is solid ink: there are no regions to fill")
         if not ink.any():

