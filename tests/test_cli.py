@@ -357,3 +357,22 @@ def test_model_card_decides_snap_unless_the_command_does(tmp_path, capsys, store
     flats, shading = (np.array(Image.open(str(tmp_path / f"o-{n}.png"))) for n in ("flats", "shading"))
     assert "layer Shading (grain_merge)" in o
     assert np.abs(grain_merge(flats, shading).astype(int) - np.array(Image.open(out)).astype(int)).max() <= 1
+
+
+def test_neural_lines_use_the_line_generators_own_size(tmp_path, capsys, store_home, cycle_model):
+    """model.json "lines_size" (the line generator's best working size) wins over "size"."""
+    import json
+    import shutil
+    from krita_alac.engine.image2image import neural_lines
+    folder = store_home / "models" / "cycle-open"
+    shutil.copytree(cycle_model, folder)
+    meta = json.loads((folder / "model.json").read_text())
+    meta["lines_size"] = 96
+    (folder / "model.json").write_text(json.dumps(meta))
+    path, pic = colored_picture(tmp_path)
+    out = str(tmp_path / "lines.png")
+    code, o, err = run_cli(capsys, "lines", path, "-o", out, "--method", "neural")
+    assert code == 0, err
+    assert o.strip() == f"Lines (cycle-open) on onnxruntime · CPU at 96 px -> {out}"
+    want = neural_lines(pic, str(folder / meta["lines"]), size=96, backend="onnx", device="cpu")
+    assert np.array_equal(np.array(Image.open(out)), want)

@@ -219,7 +219,8 @@ def neural_lines_model(model: str | None = None) -> tuple[str, str, int | None]:
     if path is None:
         raise UserError(f"the model {m.id!r} has no line generator (its model.json names no \"lines\" file)")
     from .registry import model_size
-    return path, m.label, model_size(m.meta)
+    # The line generator may do best at another size than the colors ("lines_size").
+    return path, m.label, model_size(m.meta, "lines_size") or model_size(m.meta)
 
 
 def _check_picture(rgba):
