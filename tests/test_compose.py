@@ -276,3 +276,30 @@ def test_low_resolution_clean_footprints_match_their_definition(h, w):
             lab = la.labels[ys[i]:ys[i + 1], xs[j]:xs[j + 1]]
             ink = la.ink[ys[i]:ys[i + 1], xs[j]:xs[j + 1]]
             assert t["clean"][i, j] == (lab.min() == lab.max() and not ink.any())
+
+
+def test_split_blocks_pick_the_nearest_valid_hint_color_as_the_dense_formula():
+    """The split regions' blocks only, candidate by candidate: the same shifts as the distance
+    over all candidates at once and its argmin (first nearest; invalid ones never)."""
+    from krita_alac.engine import compose as C
+    la = LineArt(rings(150, 230, seed=5))
+    rng = np.random.default_rng(2)
+    n, k, step = la.n, 4, 4
+    split = rng.random(n + 1) < 0.6
+    split[0] = False
+    cand = rng.integers(0, 6, (n + 1, k, 3)).astype(np.float32) * 50      # few values: ties happen
+    valid = rng.random((n + 1, k)) < 0.7
+    valid[1] = False                                                       # no valid candidate at all
+    base = rng.uniform(-10, 265, (n + 1, 3)).astype(np.float32)
+    net = rng.uniform(0, 255, (38, 58, 3)).astype(np.float32)
+    idx, vals = C._split_field(la, net, base, split, cand, valid, step)
+    ql = C.quarter_labels(la, step)
+    inside = split[ql]
+    netq = np.stack([C._upsample(net[..., c], ql.shape) for c in range(3)], -1)
+    r = ql[inside]
+    d = ((cand[r] - netq[inside][:, None, :]) ** 2).sum(2)
+    d[~valid[r]] = np.inf
+    want = np.zeros(ql.shape + (3,), np.float32)
+    want[inside] = cand[r, d.argmin(1)] - np.clip(np.round(base[r]), 0, 255)
+    assert np.array_equal(idx, np.flatnonzero(inside))
+    assert np.array_equal(C._dense((idx, vals), ql.shape), want)

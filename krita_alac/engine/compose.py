@@ -366,21 +366,40 @@ def _add_field_pixels(labels: np.ndarray, palette: np.ndarray, field: np.ndarray
 
 def _split_field(la: LineArt, net: np.ndarray, base_colors: np.ndarray, split, cand, valid, step: int):
     """For regions holding several hint colors: per step x step block, the region's hint color
-    nearest the network's color there, as a shift from the region's base color (the blocks
-    outside those regions 0), and the mask of those blocks."""
+    nearest the network's color there, as a shift from the region's base color.  Only those
+    blocks: (their flat indices into the block grid, K x 3 float32 shifts), or None."""
     ql = quarter_labels(la, step)
-    inside = split[ql]
-    if not inside.any():
-        return None, None
+    idx = np.flatnonzero(np.take(split, ql))
+    if idx.size == 0:
+        return None
     qh, qw = ql.shape
-    netq = np.stack([_upsample(net[..., c], (qh, qw)) for c in range(3)], -1)
-    r = ql[inside]
-    c = netq[inside]
-    d = ((cand[r] - c[:, None, :]) ** 2).sum(2)
-    d[~valid[r]] = np.inf
-    f = np.zeros((qh, qw, 3), np.float32)
-    f[inside] = cand[r, d.argmin(1)] - np.clip(np.round(base_colors[r]), 0, 255)
-    return f, inside
+    r = np.take(ql.ravel(), idx)
+    c = [np.take(_upsample(net[..., ch], (qh, qw)).ravel(), idx) for ch in range(3)]
+    cr = np.take(cand, r, axis=0)                       # K x k x 3
+    vr = np.take(valid, r, axis=0)
+    # Squared distance to each candidate, summed red, green, blue in that order; the first
+    # nearest valid one wins (as argmin over the candidates).
+    best = pick = None
+    for j in range(cand.shape[1]):
+        d = (cr[:, j, 0] - c[0]) ** 2
+        d += (cr[:, j, 1] - c[1]) ** 2
+        d += (cr[:, j, 2] - c[2]) ** 2
+        d[~vr[:, j]] = np.inf
+        if best is None:
+            best, pick = d, np.zeros(idx.size, np.intp)
+        else:
+            better = d < best
+            best = np.where(better, d, best)
+            pick[better] = j
+    vals = cr[np.arange(idx.size), pick] - np.clip(np.round(np.take(base_colors, r, axis=0)), 0, 255)
+    return idx, vals
+
+
+def _dense(blocks, hw) -> np.ndarray:
+    """(block indices, K x 3 values) as a h x w x 3 float32 field, 0 elsewhere."""
+    f = np.zeros(tuple(hw) + (3,), np.float32)
+    f.reshape(-1, 3)[blocks[0]] = blocks[1]
+    return f
 
 
 def compose(la: LineArt, votes: Votes, net: np.ndarray, mode: str = DEFAULT_COMPOSE,
@@ -419,11 +438,11 @@ def compose(la: LineArt, votes: Votes, net: np.ndarray, mode: str = DEFAULT_COMP
     # Blocks of the shading field: 4 px on big pages, finer where the page is near the working size.
     step = int(max(1, min(_FIELD_STEP, H // h, W // w)))
     qhw = (-(-H // step), -(-W // step))
-    split_f = inside = None
+    split_at = None
     if o.conflict > 0:
         split, cand, valid = split_regions(votes, n, o.conflict)
         if cand is not None:
-            split_f, inside = _split_field(la, net, colors, split, cand, valid, step)
+            split_at = _split_field(la, net, colors, split, cand, valid, step)
     unh = o.strength if o.unhinted is None else o.unhinted
     shade_f = None
     if o.strength > 0 or unh > 0:
@@ -434,8 +453,8 @@ def compose(la: LineArt, votes: Votes, net: np.ndarray, mode: str = DEFAULT_COMP
             shade_f *= o.strength
         lim = min(o.clamp, 127.0)
         np.clip(shade_f, -lim, lim, out=shade_f)
-        if inside is not None:
-            shade_f[inside] = 0                 # split regions: flat colors only
+        if split_at is not None:
+            shade_f.reshape(-1, 3)[split_at[0]] = 0         # split regions: flat colors only
         if o.exact_hints and votes.idx.size:
             # Fade the shading out around the artist's strokes, so an exact stroke never shows
             # as a line of another shade.
@@ -446,9 +465,15 @@ def compose(la: LineArt, votes: Votes, net: np.ndarray, mode: str = DEFAULT_COMP
 
     def expand(f):
         return _add_field(la, palette, None if f is None else np.round(f).astype(np.int16), step)
-    total = shade_f if split_f is None else (split_f if shade_f is None else split_f + shade_f)
+    if split_at is None:
+        total = shade_f
+    elif shade_f is None:
+        total = _dense(split_at, qhw)
+    else:
+        total = shade_f                          # 0 in the split blocks: add their shifts there
+        total.reshape(-1, 3)[split_at[0]] += split_at[1]
     rgba = expand(total)
-    flats = expand(split_f) if layers else None
+    flats = expand(None if split_at is None else _dense(split_at, qhw)) if layers else None
     if o.exact_hints and votes.idx.size:
         a = (votes.alpha / 255.0)[:, None]
         for img in ((rgba, flats) if layers else (rgba,)):
