@@ -5,11 +5,24 @@ The full-size run on a lent GPU (see README.md, "Training open weights"): here, 
 device tool's run with command `PYTHONUNBUFFERED=1 python3 -m training gpu --out $OUT`,
 carry ["data/pack"], timeout_s 600: it trains the 'full' preset for 8 minutes into
 runs/gpu-full (resumed there by the next call while the machine is warm) and brings back
-the generator in <= 15 MiB chunks ($OUT/gen), log.jsonl and sample.png.  Continue on the CPU
+the generator in <= 15 MiB chunks ($OUT/gen), log.jsonl and sample.png; later calls add
+`--expect-resume` (no silent fresh start on a new machine).  Continue on the CPU
 with `python -m training train RUN --data /work/data/alac2 --preset full --init <the gen folder>`.
 """
 import argparse
 import sys
+
+
+def _tree_bytes():
+    """Bytes of the files that travel to a device machine (tracked, and untracked but not ignored)."""
+    import os
+    import subprocess
+    try:
+        names = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], capture_output=True,
+                               check=True).stdout.split(b"\0")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return sum(os.path.getsize(n) for n in names if n and os.path.isfile(n))
 
 
 def _not_run_settings(p, workers=0, amp=None):
@@ -150,6 +163,10 @@ def main(argv=None):
             print(f"{name}: {c['images']} images ({c['with_exact_lines']} with exact line art)")
         print(f"{m['count']} of {m['packed']['from_count']} images in {a.out}: {m['bytes']} bytes "
               f"({m['bytes'] / 2**20:.2f} MiB of {a.max_mib}) in {time.time() - t0:.0f} s")
+        tree = _tree_bytes()
+        if tree is not None:
+            print(f"with this checkout's {tree / 2**20:.1f} MiB of tracked and untracked files: "
+                  f"{(tree + m['bytes']) / 2**20:.1f} MiB of the device's 64 MiB")
     elif a.cmd == "export-weights":
         from .weights import export_weights
         ix = export_weights(a.run, a.out, a.max_mib, a.total_mib, a.dtype)

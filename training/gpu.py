@@ -12,6 +12,13 @@ and writes to the output folder:
   sample.png                                line art | hints | result | target on the
                                             same four crops every call (step 0's batch)
 
+The device tool's call (the session's checkout must hold data/pack; data/ is ignored):
+
+  run(command="PYTHONUNBUFFERED=1 python3 -m training gpu --out $OUT", carry=["data/pack"], timeout_s=600)
+
+and, within the machine's 30 s warm window after it, the same with `--expect-resume` added
+to the command for each further 8 minutes.
+
 Each call is whole on its own: it ends with a checkpoint (kept on the machine for the
 next call) and the chunks.  Only the generator comes back (the optimizer state would
 not fit), so a run continued elsewhere (`train --init OUT/gen`) restarts Adam.
