@@ -167,6 +167,31 @@ def test_line_art_kept_by_digest_files_and_cropped_hints(worker, tmp_path):
     worker.close()
 
 
+def test_hints_in_a_file_or_inline_in_either_byte_order_give_one_result(worker, tmp_path):
+    """The worker finds the hint pixels on the wire's bytes (a hints file is only mapped) and
+    exchanges red and blue of those pixels alone: the same result as canvas-sized RGBA hints."""
+    lines, hints = scene()
+    hints[40:45, 5:30] = (30, 200, 90, 255)
+    hints[50:52, 50:60] = (250, 250, 0, 90)          # too faint to count
+    rgba = lambda m: np.frombuffer(m["payload"], np.uint8).reshape(60, 80, 4)
+    head = {"op": "colorize", "width": 80, "height": 60, "engine": "flats"}
+    worker.send(dict(head, id=1, format="RGBA8", lines=lines.nbytes, hints=hints.nbytes), lines.tobytes(),
+                hints.tobytes())
+    want = rgba(worker.answer())
+    assert tuple(want[42, 10]) == (30, 200, 90, 255)
+    crop = np.ascontiguousarray(hints[10:52, 5:70])
+    path = tmp_path / "hints.bgra"
+    path.write_bytes(bgra(crop))
+    for i, (fmt, extra, payload) in enumerate([("BGRA8", {"hints_file": str(path)}, b""),
+                                               ("BGRA8", {"hints": crop.nbytes}, bgra(crop)),
+                                               ("RGBA8", {"hints": crop.nbytes}, crop.tobytes())], 2):
+        worker.send(dict(head, id=i, format=fmt, lines=lines.nbytes, hints_rect=[5, 10, 65, 42], **extra),
+                    bgra(lines) if fmt == "BGRA8" else lines.tobytes(), payload)
+        got = rgba(worker.answer())
+        assert np.array_equal(got[..., [2, 1, 0, 3]] if fmt == "BGRA8" else got, want), fmt
+    worker.close()
+
+
 def test_lines_over_the_wire(worker):
     pic = np.full((40, 50, 4), 255, np.uint8)
     pic[10:30, 10:40, :3] = (200, 30, 30)

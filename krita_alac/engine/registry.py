@@ -256,7 +256,8 @@ class AutoColorEngine:
         runner = load_image2image(path, req.backend, req.device)
         label, labels, layers = self.spec.label, None, None
         mode = compose_mode(req, self.spec)
-        if req.hints is not None and (req.hints[..., 3] > 0).any() and mode == "raw":
+        hp = req.hint_pixels()
+        if hp is not None and hp.ys.size and mode == "raw":
             self.warnings.append("this model ignores color hints (use Snap to flats to apply them)")
         if mode != "raw":
             _report(progress, 0.8, "composing with flats")

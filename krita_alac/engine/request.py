@@ -18,7 +18,8 @@ DEFAULT_SIZE = 512       # working size for a model whose model.json does not na
 @dataclass
 class ColorizeRequest:
     lines: np.ndarray                  # H x W x 4 uint8 RGBA line art
-    hints: np.ndarray | None = None    # H x W x 4 uint8 RGBA hint strokes (or a crop: hints_origin), or None
+    hints: object = None               # H x W x 4 uint8 RGBA hint strokes (or a crop: hints_origin), the
+                                       # hint pixels already found (imaging.HintPixels), or None
     engine: str = ENGINE_AUTO          # "auto", "flats", an installed model id, or a model file
     size: int | None = None            # working size of the long side for neural engines; None: the model's
                                        # own (model.json "size"), else DEFAULT_SIZE
@@ -42,8 +43,8 @@ class ColorizeRequest:
 
     def hint_pixels(self):
         """The hint pixels that count (imaging.HintPixels), found once per request; None without hints."""
-        if self.hints is None:
-            return None
+        if self.hints is None or not isinstance(self.hints, np.ndarray):
+            return self.hints
         hp = self.__dict__.get("_hint_pixels")
         if hp is None:
             from .imaging import HintPixels

@@ -134,11 +134,13 @@ def _dims(msg):
     return (w, h, rects), None
 
 
-def read_payloads(chan, msg) -> dict:
+def read_payloads(chan, msg, wire_order=()) -> dict:
     """Read every inline payload the header announces, then check it.
 
     Returns {key: H x W x 4 uint8 array (RGBA order) or None}.  A payload of
-    the wrong size is read and dropped (never allocated), then refused."""
+    the wrong size is read and dropped (never allocated), then refused.  The
+    payloads named in `wire_order` keep the request's byte order, and a file of
+    theirs is mapped read-only instead of read (the caller looks at few pixels)."""
     from .errors import UserError
     sizes = payload_sizes(msg)
     dims, problem = _dims(msg)
@@ -168,14 +170,14 @@ def read_payloads(chan, msg) -> dict:
             if out[k] is not None:
                 raise UserError(f"{k} sent both inline and as a file")
             rw, rh = dims[2][k][2], dims[2][k][3]
-            out[k] = _read_file(path, rw, rh, k)
+            out[k] = _read_file(path, rw, rh, k, k in wire_order)
     for k, a in out.items():
-        if a is not None and fmt == "BGRA8":
+        if a is not None and fmt == "BGRA8" and k not in wire_order:
             swap_red_blue(a)
     return out
 
 
-def _read_file(path, w, h, what):
+def _read_file(path, w, h, what, mapped=False):
     from .errors import UserError
     try:
         size = os.path.getsize(path)
@@ -183,7 +185,12 @@ def _read_file(path, w, h, what):
         raise UserError(f"cannot read the {what} file: {e}")
     if size != w * h * 4:
         raise UserError(f"{what}: expected {w * h * 4} bytes for {w}x{h}, the file has {size}")
-    return np.fromfile(path, np.uint8).reshape(h, w, 4)
+    try:
+        if mapped:
+            return np.memmap(path, np.uint8, "r", shape=(h, w, 4))
+        return np.fromfile(path, np.uint8).reshape(h, w, 4)
+    except OSError as e:
+        raise UserError(f"cannot read the {what} file: {e}")
 
 
 _SWAP_ROWS = 64     # rows per band of the red/blue exchange: its temporaries stay in the cache
@@ -321,7 +328,7 @@ def handle_colorize(chan, engines, msg, cache=None):
     from .errors import UserError
     from .request import ColorizeRequest
     rid = msg.get("id")
-    p = read_payloads(chan, msg)
+    p = read_payloads(chan, msg, wire_order=("hints",))
     w, h = msg["width"], msg["height"]
     digest = msg.get("lines_digest")
     cache = cache if cache is not None else LinesCache()
@@ -338,17 +345,22 @@ def handle_colorize(chan, engines, msg, cache=None):
         lines_key = cache.put(digest, lines)
     if lines is None:
         raise UserError("the line-art layer is empty")
-    from .imaging import check_memory
+    from .imaging import HintPixels, check_memory
     check_memory(w, h, held=lines.nbytes + (p["hints"].nbytes if p["hints"] is not None else 0))
     hints = p["hints"]
-    # A crop stays a crop: the engines look only at its hint pixels (request.hints_origin).
-    origin = tuple(msg["hints_rect"][:2]) if hints is not None and msg.get("hints_rect") is not None else None
+    if hints is not None:
+        # Only the hint pixels that count go on (a crop stays a crop, a file is only mapped):
+        # found on the wire's bytes, alpha is in the same place in both orders.
+        origin = tuple(msg["hints_rect"][:2]) if msg.get("hints_rect") is not None else (0, 0)
+        hints = HintPixels.find(hints, (h, w), origin)
+        if msg.get("format", "BGRA8") == "BGRA8":
+            hints.rgba[:, [0, 2]] = hints.rgba[:, [2, 0]]
     kw = {k: msg[k] for k in REQUEST_FIELDS if k in msg and msg[k] is not None}
     if "compose" in kw and not isinstance(kw["compose"], str):
         raise UserError(f"compose must be shade, snap or raw, got {kw['compose']!r}")
     if "layers" in kw and not isinstance(kw["layers"], bool):
         raise UserError(f"layers must be true or false, got {kw['layers']!r}")
-    req = ColorizeRequest(lines=lines, hints=hints, hints_origin=origin, lines_key=lines_key, **kw)
+    req = ColorizeRequest(lines=lines, hints=hints, lines_key=lines_key, **kw)
 
     def progress(value, text):
         chan.send({"type": "progress", "id": rid, "value": round(float(value), 3), "text": text})
