@@ -193,7 +193,9 @@ def test_gpu_call_on_the_cpu_trains_resumes_and_writes_what_comes_back(tmp_path,
     files = [os.path.join(d, f) for d, _, fs in os.walk(out) for f in fs]
     assert len(files) <= 8 and all(os.path.getsize(f) <= 16 * 2 ** 20 for f in files)
     assert [json.loads(x)["step"] for x in open(os.path.join(out, "log.jsonl"))] == [1, 2, 3]
-    assert all("perc" in json.loads(x) for x in open(os.path.join(out, "log.jsonl")))
+    recs = [json.loads(x) for x in open(os.path.join(out, "log.jsonl"))]
+    assert all("perc" in r for r in recs)
+    assert "wait_s" in recs[2] and "wait_s" not in recs[0]          # data waits are logged with workers only
     ix = json.load(open(os.path.join(out, "gen", "generator.json")))
     assert ix["step"] == 3 and ix["dtype"] == "fp32"
     assert Image.open(os.path.join(out, "sample.png")).size == (64 * 4, 64 * 2)

@@ -165,6 +165,7 @@ class Batches:
     def __init__(self, data: Dataset, cfg: Config, workers: int):
         global _WORKER
         self.data, self.cfg, self.workers, self.ahead, self.pool = data, cfg, workers, {}, None
+        self.waited = 0.0       # seconds the loop waited for batches (workers > 0): is the GPU starved?
         if workers > 0:
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor
@@ -178,7 +179,10 @@ class Batches:
         for s in range(step, min(step + 2 * self.workers + 1, last)):
             if s not in self.ahead:
                 self.ahead[s] = self.pool.submit(_worker_batch, s)
-        return tuple(torch.from_numpy(x) for x in self.ahead.pop(step).result())
+        t = time.time()
+        arrays = self.ahead.pop(step).result()
+        self.waited += time.time() - t
+        return tuple(torch.from_numpy(x) for x in arrays)
 
     def close(self):
         if self.pool is not None:
@@ -383,6 +387,9 @@ def train(run: str, steps: int, overrides: dict, minutes: float | None = None, d
             seen += sketch.shape[0]
             if step % cfg.log_every == 0:
                 rec["img_s"] = round(seen / (time.time() - t_log), 2)
+                if batches.pool is not None:
+                    rec["wait_s"] = round(batches.waited, 2)   # of this log interval, waiting for data
+                    batches.waited = 0.0
                 t_log, seen = time.time(), 0
                 log.write(json.dumps(rec) + "\n")
                 log.flush()
