@@ -73,6 +73,9 @@ def test_pack_reads_back_the_same_pixels_within_budget_and_deterministically(tmp
     first = [items[i]["source"] for i in order(items)][:m1["count"]]
     assert [it["source"] for it in m1["images"]] == first
     assert {it["origin"] for it in m1["images"]} == {"a", "b"}              # spread over the sources
+    png = pack(data, str(tmp_path / "png"), max_mib=10, vgg_layer=None, workers=1, fmt="png")
+    c = Dataset(str(tmp_path / "png"))
+    assert png["images"][0]["file"].endswith(".png") and all(np.array_equal(x, y) for x, y in zip(b.images, c.images))
     with pytest.raises(SystemExit, match="not an empty folder"):
         pack(data, str(tmp_path / "h1"), max_mib=half, vgg_layer=None)
     with pytest.raises(SystemExit, match="no image fits"):

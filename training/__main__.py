@@ -63,6 +63,8 @@ def main(argv=None):
                     help="deepest VGG16 layer to include ('' for none; default relu3_3, the loss's)")
     pk.add_argument("--vgg-dtype", dest="vgg_dtype", choices=("fp16", "fp32"), default="fp16")
     pk.add_argument("--workers", type=int, default=2)
+    pk.add_argument("--format", dest="fmt", choices=("webp", "png"), default="webp",
+                    help="lossless WebP (default; ~40 %% smaller) or PNG (for a Pillow without WebP)")
 
     t = sub.add_parser("train", help="train or resume a run")
     t.add_argument("run", help="run folder (resumed if it has a checkpoint)")
@@ -158,7 +160,7 @@ def main(argv=None):
         import time
         from .pack import pack
         t0 = time.time()
-        m = pack(a.data, a.out, a.max_mib, a.vgg_layer or None, a.vgg_dtype, a.workers)
+        m = pack(a.data, a.out, a.max_mib, a.vgg_layer or None, a.vgg_dtype, a.workers, fmt=a.fmt)
         for name, c in sorted(m["packed"]["per_source"].items()):
             print(f"{name}: {c['images']} images ({c['with_exact_lines']} with exact line art)")
         print(f"{m['count']} of {m['packed']['from_count']} images in {a.out}: {m['bytes']} bytes "

@@ -32,7 +32,9 @@ import numpy as np
 
 DEFAULT_MIB = 34.0           # + the repository's ~17-30 MB of tracked files stays under the 64 MiB limit
 REGION_BYTES = 800           # estimated compressed regions.npz bytes per image (measured ~720 on alac2)
-WEBP = dict(format="WEBP", lossless=True, quality=100, method=4)   # method 6: 1.8 % smaller, 15x slower
+# Lossless encodings: WebP (method 6: 1.8 % smaller, 15x slower), or PNG for a Pillow without WebP.
+FORMATS = {"webp": dict(format="WEBP", lossless=True, quality=100, method=4),
+           "png": dict(format="PNG", optimize=True)}
 
 
 def group_of(item: dict) -> str:
@@ -58,23 +60,23 @@ def order(items: list, seed: str = "pack") -> list:
     return [i for _, _, i in keyed]
 
 
-def _webp(path: str, mode: str) -> bytes:
+def _lossless(path: str, mode: str, fmt: str) -> bytes:
     from PIL import Image
     with Image.open(path) as im:
         im = im.convert(mode)
         b = io.BytesIO()
-        im.save(b, **WEBP)
+        im.save(b, **FORMATS[fmt])
         data = b.getvalue()
         # Lossless must mean lossless: check the decoded pixels.
         if not np.array_equal(np.asarray(Image.open(io.BytesIO(data)).convert(mode)), np.asarray(im)):
-            raise RuntimeError(f"{path}: WebP did not round-trip exactly")
+            raise RuntimeError(f"{path}: {fmt} did not round-trip exactly")
     return data
 
 
 def _encode(job):
-    folder, item = job
-    color = _webp(os.path.join(folder, item["file"]), "RGB")
-    lines = _webp(os.path.join(folder, item["lines"]), "L") if item.get("lines") else None
+    folder, item, fmt = job
+    color = _lossless(os.path.join(folder, item["file"]), "RGB", fmt)
+    lines = _lossless(os.path.join(folder, item["lines"]), "L", fmt) if item.get("lines") else None
     return color, lines
 
 
@@ -87,13 +89,15 @@ def _folder_bytes(folder: str) -> int:
 
 
 def pack(data: str, out: str, max_mib: float = DEFAULT_MIB, vgg_layer: str | None = "relu3_3",
-         vgg_dtype: str = "fp16", workers: int = 2, vgg_src: str | None = None) -> dict:
+         vgg_dtype: str = "fp16", workers: int = 2, vgg_src: str | None = None, fmt: str = "webp") -> dict:
     """Write the packed folder `out` (must not exist or be empty); returns its manifest."""
     from .data import eval_exclusions
     from .regions import load as load_regions
     mpath = os.path.join(data, "manifest.json")
     if not os.path.isfile(mpath):
         raise SystemExit(f"{data}: no manifest.json (make the folder with 'python -m training data')")
+    if fmt not in FORMATS:
+        raise SystemExit(f"--format {fmt}: use {' or '.join(FORMATS)}")
     if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
         raise SystemExit(f"{out} exists and is not an empty folder")
     budget = int(max_mib * 2 ** 20)
@@ -121,11 +125,11 @@ def pack(data: str, out: str, max_mib: float = DEFAULT_MIB, vgg_layer: str | Non
         used, kept = fixed, []
         sequence = [items[i] for i in order(items)]
         with ProcessPoolExecutor(max(1, workers)) as ex:
-            results = ex.map(_encode, [(data, it) for it in sequence], chunksize=16)
+            results = ex.map(_encode, [(data, it, fmt) for it in sequence], chunksize=16)
             for it, (color, lines) in zip(sequence, results):
-                new = dict(it, file=_stem(it["file"]) + ".webp")
+                new = dict(it, file=_stem(it["file"]) + "." + fmt)
                 if it.get("lines"):
-                    new["lines"] = _stem(it["lines"]) + ".webp"
+                    new["lines"] = _stem(it["lines"]) + "." + fmt
                 cost = len(color) + (len(lines) if lines else 0) + len(json.dumps(new)) + 2
                 cost += REGION_BYTES if maps else 0
                 if used + cost > budget:
@@ -139,7 +143,7 @@ def pack(data: str, out: str, max_mib: float = DEFAULT_MIB, vgg_layer: str | Non
                         f.write(lines)
                 kept.append((it, new))
         while True:
-            m = _write_index(tmp, manifest, data, kept, maps, budget)
+            m = _write_index(tmp, manifest, data, kept, maps, budget, fmt)
             total = _folder_bytes(tmp)
             if total <= budget or not kept:
                 break
@@ -161,7 +165,7 @@ def pack(data: str, out: str, max_mib: float = DEFAULT_MIB, vgg_layer: str | Non
     return m
 
 
-def _write_index(folder, manifest, data, kept, maps, budget) -> dict:
+def _write_index(folder, manifest, data, kept, maps, budget, fmt) -> dict:
     counts = {}
     for it, _ in kept:
         c = counts.setdefault(group_of(it), {"images": 0, "with_exact_lines": 0})
@@ -170,7 +174,7 @@ def _write_index(folder, manifest, data, kept, maps, budget) -> dict:
     m = {k: v for k, v in manifest.items() if k != "images"}
     m.update(images=[new for _, new in kept], count=len(kept),
              packed={"from": os.path.abspath(data), "from_count": len(manifest["images"]),
-                     "budget_bytes": budget, "format": "lossless WebP", "per_source": counts})
+                     "budget_bytes": budget, "format": "lossless " + fmt, "per_source": counts})
     if maps:
         files = [new["file"] for it, new in kept if it["file"] in maps]
         src = [it["file"] for it, _ in kept if it["file"] in maps]
