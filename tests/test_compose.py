@@ -303,3 +303,17 @@ def test_split_blocks_pick_the_nearest_valid_hint_color_as_the_dense_formula():
     want[inside] = cand[r, d.argmin(1)] - np.clip(np.round(base[r]), 0, 255)
     assert np.array_equal(idx, np.flatnonzero(inside))
     assert np.array_equal(C._dense((idx, vals), ql.shape), want)
+
+
+def test_bounding_box_centres_of_small_regions_as_find_objects():
+    from scipy import ndimage as ndi
+    from krita_alac.engine.compose import _box_centres
+    lines = rings(140, 190, seed=7, n=20)
+    lines[::9, ::7, 3] = 255                   # dots: tiny regions between them too
+    la = LineArt(lines, gap=0)
+    want = np.array([((s[0].start + s[0].stop - 1) / 2, (s[1].start + s[1].stop - 1) / 2)
+                     for s in ndi.find_objects(la.labels, max_label=la.n)])
+    some = np.array([3, 1, la.n, 7])
+    assert np.array_equal(_box_centres(la, some), want[some - 1])
+    every = np.arange(1, la.n + 1)
+    assert np.array_equal(_box_centres(la, every), want)          # the rest added to the cache

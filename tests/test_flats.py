@@ -253,3 +253,29 @@ def test_banded_luminance_and_ink_from_it_equal_the_whole_array_formulas():
     lines = np.zeros((60, 80, 4), np.uint8)
     lines[:, 39:41] = (0, 0, 0, 200)
     assert np.array_equal(LineArt(lines, ink=ink_mask(luminance(lines))).labels, LineArt(lines).labels)
+
+
+def test_few_pixels_are_labelled_as_ndimage_labels_them():
+    """Pocket pixels are labelled from their flat indices alone: the same components, in the
+    same raster order, as a scipy.ndimage.label pass (random masks and a long snake)."""
+    from scipy import ndimage as ndi
+    from krita_alac.engine.flats import label_pixels
+    rng = np.random.default_rng(0)
+    masks = []
+    for _ in range(100):
+        h, w = rng.integers(1, 30), rng.integers(1, 40)
+        m = np.zeros((h, w + 1), bool)                # the last column stays empty (padding)
+        m[:, :w] = rng.random((h, w)) < rng.uniform(0.02, 0.9)
+        masks.append(m)
+    snake = np.zeros((60, 41), bool)
+    snake[::2, :40] = True
+    for r in range(1, 60, 2):
+        snake[r, 39 if r % 4 == 1 else 0] = True
+    masks.append(snake)
+    for m in masks:
+        idx = np.flatnonzero(m)
+        if idx.size:
+            lab, n = ndi.label(m)
+            got, k = label_pixels(idx, m.shape[1])
+            assert k == n and np.array_equal(got, lab.ravel()[idx])
+    assert label_pixels(np.flatnonzero(snake), 41)[1] == 1

@@ -126,16 +126,33 @@ def _pure(t: dict, erode: int) -> np.ndarray:
     return t[key]
 
 
-def _box_centres(la: LineArt) -> np.ndarray:
-    """(n+1) x 2 (y, x) centre of each region's bounding box (one C pass, cached)."""
+def _box_centres(la: LineArt, regions: np.ndarray) -> np.ndarray:
+    """len(regions) x 2 (y, x) centre of each given region's bounding box (cached per region).
+
+    The regions asked for are the few too small to own a low-resolution pixel: one lookup
+    pass finds their pixels, instead of bounding every region of the page."""
     c = la.extra.get("boxes")
     if c is None:
-        c = np.zeros((la.n + 1, 2), np.float64)
-        for i, sl in enumerate(ndi.find_objects(la.labels, max_label=la.n), 1):
-            if sl is not None:
-                c[i] = ((sl[0].start + sl[0].stop - 1) / 2.0, (sl[1].start + sl[1].stop - 1) / 2.0)
-        la.extra["boxes"] = c
-    return c
+        c = la.extra["boxes"] = np.full((la.n + 1, 2), np.nan)
+    todo = regions[np.isnan(c[regions, 0])]
+    if todo.size:
+        want = np.zeros(la.n + 1, bool)
+        want[todo] = True
+        W = la.shape[1]
+        at = np.flatnonzero(np.take(want, la.labels))        # sorted: rows ascending
+        lab = la.labels.ravel()[at]
+        ys, xs = np.divmod(at, W)
+        y0 = np.full(la.n + 1, np.iinfo(np.int64).max)
+        x0 = y0.copy()
+        y1 = np.full(la.n + 1, -1)
+        x1 = y1.copy()
+        np.minimum.at(y0, lab, ys)
+        np.maximum.at(y1, lab, ys)
+        np.minimum.at(x0, lab, xs)
+        np.maximum.at(x1, lab, xs)
+        c[todo, 0] = (y0[todo] + y1[todo]) / 2.0
+        c[todo, 1] = (x0[todo] + x1[todo]) / 2.0
+    return c[regions]
 
 
 # --- per run -------------------------------------------------------------------------------------
@@ -174,11 +191,11 @@ def region_network_colors(la: LineArt, net: np.ndarray, erode: int = 1) -> np.nd
         have |= have2
         if not have[1:].all():
             H, W = la.shape
-            c = _box_centres(la)
             miss = np.flatnonzero(~have)
             miss = miss[miss > 0]
-            yy = np.clip((c[miss, 0] * h / H).astype(np.int64), 0, h - 1)
-            xx = np.clip((c[miss, 1] * w / W).astype(np.int64), 0, w - 1)
+            c = _box_centres(la, miss)
+            yy = np.clip((c[:, 0] * h / H).astype(np.int64), 0, h - 1)
+            xx = np.clip((c[:, 1] * w / W).astype(np.int64), 0, w - 1)
             med[miss] = net[yy, xx]
     return med
 

@@ -31,6 +31,8 @@ FILL_MODES = ("nearest", "none", "model")
 # Growth steps before falling back to a Euclidean nearest-region fill (only
 # solid ink blobs and very long closed corridors need more).
 _MAX_GROW_STEPS = 48
+# Up to this many pocket pixels are labelled on their own (label_pixels), not by a canvas pass.
+_FEW_PIXELS = 1 << 18
 
 
 @dataclass
@@ -142,12 +144,48 @@ def segment(ink: np.ndarray, gap: float):
     left = _grow(padded, todo, 1 << 30)
     if left.size:
         # Closed pockets no seed reached (smaller than the ball): regions of their own.
-        pocket = np.zeros(padded.shape, bool)
-        pocket.ravel()[left] = True
-        plab, pn = ndi.label(pocket)
-        padded.ravel()[left] = plab.ravel()[left] + n
+        if left.size <= _FEW_PIXELS:
+            plab, pn = label_pixels(left, w + 2)
+        else:
+            pocket = np.zeros(padded.shape, bool)
+            pocket.ravel()[left] = True
+            plab, pn = ndi.label(pocket)
+            plab = plab.ravel()[left]
+        padded.ravel()[left] = plab + n
         n += pn
     return padded[1:-1, 1:-1], n
+
+
+def label_pixels(idx: np.ndarray, w: int):
+    """4-connected components of a few pixels, given as sorted flat indices into an array of
+    row width `w` whose last column holds none of them (a padded array): (labels 1..k of
+    each pixel, k), numbered in raster order of each component's first pixel, as
+    ndimage.label numbers them -- without a pass over the whole array."""
+    k = idx.size
+    a, b = [], []
+    for off in (1, w):                      # right and lower neighbours among the pixels
+        j = np.minimum(np.searchsorted(idx, idx + off), k - 1)
+        ok = idx[j] == idx + off
+        a.append(np.flatnonzero(ok))
+        b.append(j[ok])
+    a, b = np.concatenate(a), np.concatenate(b)
+    root = np.arange(k)
+    while True:
+        # Hook each edge's two roots onto the smaller, then compress every path to its root:
+        # each component ends at its smallest index, i.e. its first pixel in raster order.
+        ra, rb = root[a], root[b]
+        if np.array_equal(ra, rb):
+            break
+        lo = np.minimum(ra, rb)
+        np.minimum.at(root, ra, lo)
+        np.minimum.at(root, rb, lo)
+        while True:
+            nxt = root[root]
+            if np.array_equal(nxt, root):
+                break
+            root = nxt
+    first, lab = np.unique(root, return_inverse=True)
+    return lab.reshape(-1) + 1, first.size
 
 
 def fill_under_lines(labels: np.ndarray) -> np.ndarray:
