@@ -501,8 +501,10 @@ class ColorizeDocker(DockWidget):
             b.hide()
         doc = self._document()
         engine = self.engine_combo.currentData() or FLATS
+        # Auto updates our untouched result in place (the artist's stroke stays the undo
+        # step); the Colorize button adds a new layer (one undo step).
         job = krita_api.ColorizeJob(doc, self._selected(self.line_combo), self._selected(self.hint_combo),
-                                    engine, force=force, **self.options())
+                                    engine, force=force, in_place=auto, **self.options())
         try:
             job.prepare_first()       # the checks now; the rest of the layers read once started
         except krita_api.TooLargeError as e:
@@ -600,6 +602,8 @@ class ColorizeDocker(DockWidget):
         layers = [d.get("name") for d in r.get("layers") or [] if isinstance(d, dict)]
         where = (f"layers {' + '.join(repr(n) for n in layers)}" if len(layers) > 1 and job.options.get("layers")
                  else f"layer '{node.name()}'")
+        if job.report.get("in_place"):
+            where += " (updated)"
         msg = f"{r.get('engine', '?')} on {r.get('device', '?')}{how}, {float(r.get('seconds', 0)):.2f} s → {where}"
         if job.report.get("kept"):
             msg += f"\nYou had painted on the previous result: it is kept as '{job.report['kept']}'."
