@@ -279,3 +279,21 @@ def test_few_pixels_are_labelled_as_ndimage_labels_them():
             got, k = label_pixels(idx, m.shape[1])
             assert k == n and np.array_equal(got, lab.ravel()[idx])
     assert label_pixels(np.flatnonzero(snake), 41)[1] == 1
+
+
+@pytest.mark.parametrize("gap", [None, 0, 9])
+def test_line_art_regions_equal_segment_then_fill_under_lines(gap):
+    """LineArt labels and fills in one padded array (the ink is what is left to fill): the same
+    label map as the two public steps, pockets and thick ink included."""
+    from krita_alac.engine.flats import LineArt, default_gap, fill_under_lines, segment
+    rng = np.random.default_rng(4)
+    lines = np.zeros((120, 170, 4), np.uint8)
+    yy, xx = np.mgrid[:120, :170]
+    for _ in range(9):
+        cy, cx, r = rng.integers(0, 120), rng.integers(0, 170), rng.integers(4, 40)
+        lines[np.abs(np.hypot(yy - cy, xx - cx) - r) < 1.5, 3] = 255
+    lines[50:80, 20:60, 3] = 255                                       # a solid blob of ink
+    la = LineArt(lines, gap)
+    labels, n = segment(la.ink, default_gap(la.ink) if gap is None else gap)
+    assert la.n == n and np.array_equal(la.labels, fill_under_lines(labels))
+    assert la.labels.flags.c_contiguous and (la.labels > 0).all()

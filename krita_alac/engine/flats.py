@@ -124,6 +124,12 @@ def _grow(labels: np.ndarray, todo: np.ndarray, max_steps: int) -> np.ndarray:
 
 def segment(ink: np.ndarray, gap: float):
     """Regions bounded by ink: (labels int32 with 0 on ink, number of regions)."""
+    padded, n = _segment_padded(ink, gap)
+    return padded[1:-1, 1:-1], n
+
+
+def _segment_padded(ink: np.ndarray, gap: float):
+    """segment() with the labels in an array padded by one pixel of 0 on every side."""
     h, w = ink.shape
     free = ~ink
     if gap > 0:
@@ -132,11 +138,9 @@ def segment(ink: np.ndarray, gap: float):
         del blocked
     else:
         seeds = free
-    lab, n = ndi.label(seeds)
-    # Pad by one pixel so 4-neighbour lookups never leave the array.
+    # Pad by one pixel so 4-neighbour lookups never leave the array; labelled in place.
     padded = np.zeros((h + 2, w + 2), np.int32)
-    padded[1:-1, 1:-1] = lab
-    del lab
+    n = ndi.label(seeds, output=padded[1:-1, 1:-1])
     pfree = np.zeros((h + 2, w + 2), bool)
     pfree[1:-1, 1:-1] = free & ~seeds
     todo = np.flatnonzero(pfree)
@@ -153,7 +157,7 @@ def segment(ink: np.ndarray, gap: float):
             plab = plab.ravel()[left]
         padded.ravel()[left] = plab + n
         n += pn
-    return padded[1:-1, 1:-1], n
+    return padded, n
 
 
 def label_pixels(idx: np.ndarray, w: int):
@@ -193,8 +197,15 @@ def fill_under_lines(labels: np.ndarray) -> np.ndarray:
     h, w = labels.shape
     padded = np.zeros((h + 2, w + 2), np.int32)
     padded[1:-1, 1:-1] = labels
+    return _fill_padded(padded, labels == 0)
+
+
+def _fill_padded(padded: np.ndarray, unlabelled: np.ndarray) -> np.ndarray:
+    """fill_under_lines on labels padded by one pixel of 0 (changed in place), whose 0 pixels
+    inside are `unlabelled` (h x w bool); returns the filled h x w labels."""
+    h, w = unlabelled.shape
     inner = np.zeros(padded.shape, bool)
-    inner[1:-1, 1:-1] = labels == 0
+    inner[1:-1, 1:-1] = unlabelled
     left = _grow(padded, np.flatnonzero(inner), _MAX_GROW_STEPS)
     out = padded[1:-1, 1:-1]
     if left.size:
@@ -346,9 +357,11 @@ class LineArt:
             gap = default_gap(ink)
         if gap < 0:
             raise UserError("gap must be zero or more pixels")
-        labels, n = segment(ink, gap)
+        padded, n = _segment_padded(ink, gap)
         self.ink, self.n, self.gap = ink, n, float(gap)
-        self.labels = fill_under_lines(labels)
+        # segment() labels every free pixel: the pixels left to fill are exactly the ink.
+        self.labels = _fill_padded(padded, ink)
+        del padded
         self.shape = ink.shape
         self._adjacency = self._area = self._centroid = None
         self.extra: dict = {}            # per working size: compose.py's low-resolution tables
