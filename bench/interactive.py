@@ -168,10 +168,15 @@ def krita_part(size: int, engine: str, strokes: int, reps: int):
           f"| {gap * 1000:.0f} ms (max) | {gap / ref:.1f}x |")
     for x in runs:
         tm = x["timings"]
-        print(f"  stroke: {x['seconds']:.3f} s = read {tm.get('read', 0):.3f} + worker {tm.get('worker', 0):.3f} "
-              f"(engine {x['worker_seconds']}) + write {tm.get('write', 0):.3f}; longest GUI block "
+        how = (f"in place, {tm.get('rows_written', 0)} of {size} rows written" if tm.get("in_place")
+               else "new layer")
+        print(f"  stroke: {x['seconds']:.3f} s = read {tm.get('read', 0):.3f} (line art "
+              f"{tm.get('read_lines', 0):.3f}) + worker {tm.get('worker', 0):.3f} "
+              f"(engine {x['worker_seconds']}) + write {tm.get('write', 0):.3f} ({how}; line art "
+              f"{'unchanged: not dumped' if tm.get('lines_unchanged') else 'dumped'}); longest GUI block "
               f"{x['max_gap_ms']:.0f} ms (longest read step {tm.get('read_longest_step', 0) * 1000:.0f} ms, "
-              f"write step {tm.get('write_longest_step', 0) * 1000:.0f} ms)", flush=True)
+              f"write step {tm.get('write_longest_step', 0) * 1000:.0f} ms, projection refresh "
+              f"{tm.get('refresh', 0) * 1000:.0f} ms)", flush=True)
     print("  single GUI-thread calls: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in facts.get("probe", {}).items()))
     return facts
 
