@@ -139,7 +139,8 @@ def _box_centres(la: LineArt, regions: np.ndarray) -> np.ndarray:
         want = np.zeros(la.n + 1, bool)
         want[todo] = True
         W = la.shape[1]
-        at = np.flatnonzero(np.take(want, la.labels))        # sorted: rows ascending
+        at = np.flatnonzero(want[la.labels])     # sorted: rows ascending (np.take would first copy
+                                                 # the int32 labels to a canvas of intp)
         lab = la.labels.ravel()[at]
         ys, xs = np.divmod(at, W)
         y0 = np.full(la.n + 1, np.iinfo(np.int64).max)
