@@ -264,9 +264,7 @@ def test_few_pixels_are_labelled_as_ndimage_labels_them():
     masks = []
     for _ in range(100):
         h, w = rng.integers(1, 30), rng.integers(1, 40)
-        m = np.zeros((h, w + 1), bool)                # the last column stays empty (padding)
-        m[:, :w] = rng.random((h, w)) < rng.uniform(0.02, 0.9)
-        masks.append(m)
+        masks.append(rng.random((h, w)) < rng.uniform(0.02, 0.9))     # rows touch end to start
     snake = np.zeros((60, 41), bool)
     snake[::2, :40] = True
     for r in range(1, 60, 2):
@@ -281,10 +279,47 @@ def test_few_pixels_are_labelled_as_ndimage_labels_them():
     assert label_pixels(np.flatnonzero(snake), 41)[1] == 1
 
 
+def _regions_padded(ink, gap):
+    """The label map as a padded array spells it out (the border of 0 stands for off the page):
+    seeds beyond gap / 2 of the ink, grown through the free pixels, pockets labelled on their
+    own, then grown under the ink (at most 48 steps)."""
+    from scipy import ndimage as ndi
+    h, w = ink.shape
+    free = ~ink
+    seeds = free & ~dilate_disk(ink, gap / 2.0) if gap > 0 else free
+    lab, n = ndi.label(seeds)
+    pad = np.zeros((h + 2, w + 2), np.int32)
+    pad[1:-1, 1:-1] = lab
+    flat = pad.ravel()
+
+    def grow(mask, steps):
+        m = np.zeros(pad.shape, bool)
+        m[1:-1, 1:-1] = mask
+        todo = np.flatnonzero(m)
+        for _ in range(steps):
+            best = np.max([flat[todo + o] for o in (1, -1, w + 2, -w - 2)], 0) if todo.size else todo
+            if not (best > 0).any():
+                break
+            flat[todo[best > 0]] = best[best > 0]
+            todo = todo[best == 0]
+        return todo
+
+    left = grow(free & ~seeds, 1 << 30)
+    if left.size:
+        pocket = np.zeros(pad.shape, bool)
+        pocket.ravel()[left] = True
+        plab, pn = ndi.label(pocket)
+        flat[left] = plab.ravel()[left] + n
+        n += pn
+    grow(pad[1:-1, 1:-1] == 0, 48)
+    return pad[1:-1, 1:-1], n
+
+
 @pytest.mark.parametrize("gap", [None, 0, 9])
-def test_line_art_regions_equal_segment_then_fill_under_lines(gap):
-    """LineArt labels and fills in one padded array (the ink is what is left to fill): the same
-    label map as the two public steps, pockets and thick ink included."""
+def test_line_art_regions_equal_the_padded_formulation(gap):
+    """LineArt grows its regions on the page itself (neighbours off the page never count) and
+    fills under the ink in place: the same label map as the padded formulation, with ink
+    and pockets at the page's edges."""
     from krita_alac.engine.flats import LineArt, default_gap, fill_under_lines, segment
     rng = np.random.default_rng(4)
     lines = np.zeros((120, 170, 4), np.uint8)
@@ -293,7 +328,11 @@ def test_line_art_regions_equal_segment_then_fill_under_lines(gap):
         cy, cx, r = rng.integers(0, 120), rng.integers(0, 170), rng.integers(4, 40)
         lines[np.abs(np.hypot(yy - cy, xx - cx) - r) < 1.5, 3] = 255
     lines[50:80, 20:60, 3] = 255                                       # a solid blob of ink
+    lines[:, 164:166, 3] = lines[5:7, :, 3] = 255                      # narrow strips along two edges
     la = LineArt(lines, gap)
-    labels, n = segment(la.ink, default_gap(la.ink) if gap is None else gap)
-    assert la.n == n and np.array_equal(la.labels, fill_under_lines(labels))
+    g = default_gap(la.ink) if gap is None else gap
+    want, n = _regions_padded(la.ink, g)
+    assert la.n == n and np.array_equal(la.labels, want)
     assert la.labels.flags.c_contiguous and (la.labels > 0).all()
+    labels, n2 = segment(la.ink, g)
+    assert n2 == n and np.array_equal(fill_under_lines(labels), want)

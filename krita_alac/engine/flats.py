@@ -102,34 +102,34 @@ def dilate_disk(mask: np.ndarray, radius: float) -> np.ndarray:
 
 
 def _grow(labels: np.ndarray, todo: np.ndarray, max_steps: int) -> np.ndarray:
-    """Grow nonzero labels into the pixels `todo` (flat indices into a padded
-    array whose border is 0), 4-connected, one pixel per step.  Returns the
+    """Grow nonzero labels into the unlabelled (0) pixels `todo` (sorted flat indices into the
+    C-contiguous `labels`, changed in place), 4-connected, one pixel per step.  Returns the
     flat indices still unlabelled."""
     flat = labels.ravel()
-    w = labels.shape[1]
-    offsets = (1, -1, w, -w)
+    h, w = labels.shape
+    # Each pixel's four neighbours; off the page a pixel names itself (0 while it is to do).
+    col = todo % w
+    nbs = [np.where(col > 0, todo - 1, todo), np.where(col < w - 1, todo + 1, todo),
+           np.where(todo >= w, todo - w, todo), np.where(todo < flat.size - w, todo + w, todo)]
+    del col
     for _ in range(max_steps):
         if todo.size == 0:
             break
-        best = np.zeros(todo.size, flat.dtype)
-        for off in offsets:
-            np.maximum(best, flat[todo + off], out=best)
+        best = flat[nbs[0]]
+        for nb in nbs[1:]:
+            np.maximum(best, flat[nb], out=best)
         hit = best > 0
         if not hit.any():
             break
         flat[todo[hit]] = best[hit]
-        todo = todo[~hit]
+        keep = ~hit
+        todo = todo[keep]
+        nbs = [nb[keep] for nb in nbs]
     return todo
 
 
 def segment(ink: np.ndarray, gap: float):
     """Regions bounded by ink: (labels int32 with 0 on ink, number of regions)."""
-    padded, n = _segment_padded(ink, gap)
-    return padded[1:-1, 1:-1], n
-
-
-def _segment_padded(ink: np.ndarray, gap: float):
-    """segment() with the labels in an array padded by one pixel of 0 on every side."""
     h, w = ink.shape
     free = ~ink
     if gap > 0:
@@ -138,38 +138,37 @@ def _segment_padded(ink: np.ndarray, gap: float):
         del blocked
     else:
         seeds = free
-    # Pad by one pixel so 4-neighbour lookups never leave the array; labelled in place.
-    padded = np.zeros((h + 2, w + 2), np.int32)
-    n = ndi.label(seeds, output=padded[1:-1, 1:-1])
-    pfree = np.zeros((h + 2, w + 2), bool)
-    pfree[1:-1, 1:-1] = free & ~seeds
-    todo = np.flatnonzero(pfree)
-    del pfree
-    left = _grow(padded, todo, 1 << 30)
+    labels = np.empty((h, w), np.int32)
+    n = ndi.label(seeds, output=labels)
+    todo = np.flatnonzero(free & ~seeds)
+    del free, seeds
+    left = _grow(labels, todo, 1 << 30)
     if left.size:
         # Closed pockets no seed reached (smaller than the ball): regions of their own.
         if left.size <= _FEW_PIXELS:
-            plab, pn = label_pixels(left, w + 2)
+            plab, pn = label_pixels(left, w)
         else:
-            pocket = np.zeros(padded.shape, bool)
+            pocket = np.zeros((h, w), bool)
             pocket.ravel()[left] = True
             plab, pn = ndi.label(pocket)
             plab = plab.ravel()[left]
-        padded.ravel()[left] = plab + n
+        labels.ravel()[left] = plab + n
         n += pn
-    return padded, n
+    return labels, n
 
 
 def label_pixels(idx: np.ndarray, w: int):
     """4-connected components of a few pixels, given as sorted flat indices into an array of
-    row width `w` whose last column holds none of them (a padded array): (labels 1..k of
-    each pixel, k), numbered in raster order of each component's first pixel, as
-    ndimage.label numbers them -- without a pass over the whole array."""
+    row width `w`: (labels 1..k of each pixel, k), numbered in raster order of each
+    component's first pixel, as ndimage.label numbers them -- without a pass over the
+    whole array."""
     k = idx.size
     a, b = [], []
-    for off in (1, w):                      # right and lower neighbours among the pixels
+    for right, off in ((True, 1), (False, w)):     # right and lower neighbours among the pixels
         j = np.minimum(np.searchsorted(idx, idx + off), k - 1)
         ok = idx[j] == idx + off
+        if right:
+            ok &= idx % w != w - 1          # not the next row's first pixel
         a.append(np.flatnonzero(ok))
         b.append(j[ok])
     a, b = np.concatenate(a), np.concatenate(b)
@@ -192,26 +191,17 @@ def label_pixels(idx: np.ndarray, w: int):
     return lab.reshape(-1) + 1, first.size
 
 
-def fill_under_lines(labels: np.ndarray) -> np.ndarray:
-    """Give every 0 pixel the label of the nearest labelled pixel."""
+def fill_under_lines(labels: np.ndarray, unlabelled: np.ndarray | None = None, in_place: bool = False) -> np.ndarray:
+    """Give every 0 pixel the label of the nearest labelled pixel.  `unlabelled`: the 0
+    pixels, when the caller knows them (labels == 0); `in_place`: fill `labels` itself
+    (C-contiguous) instead of a copy."""
     h, w = labels.shape
-    padded = np.zeros((h + 2, w + 2), np.int32)
-    padded[1:-1, 1:-1] = labels
-    return _fill_padded(padded, labels == 0)
-
-
-def _fill_padded(padded: np.ndarray, unlabelled: np.ndarray) -> np.ndarray:
-    """fill_under_lines on labels padded by one pixel of 0 (changed in place), whose 0 pixels
-    inside are `unlabelled` (h x w bool); returns the filled h x w labels."""
-    h, w = unlabelled.shape
-    inner = np.zeros(padded.shape, bool)
-    inner[1:-1, 1:-1] = unlabelled
-    left = _grow(padded, np.flatnonzero(inner), _MAX_GROW_STEPS)
-    out = padded[1:-1, 1:-1]
+    out = labels if in_place else np.array(labels, np.int32, order="C")
+    todo = np.flatnonzero(labels == 0 if unlabelled is None else unlabelled)
+    left = _grow(out, todo, _MAX_GROW_STEPS)
     if left.size:
         # Thick ink: exact Euclidean nearest label, on the bounding box only.
-        ys, xs = np.divmod(left, w + 2)
-        ys, xs = ys - 1, xs - 1
+        ys, xs = np.divmod(left, w)
         m = _MAX_GROW_STEPS + 2
         y0, y1 = max(ys.min() - m, 0), min(ys.max() + m + 1, h)
         x0, x1 = max(xs.min() - m, 0), min(xs.max() + m + 1, w)
@@ -219,7 +209,7 @@ def _fill_padded(padded: np.ndarray, unlabelled: np.ndarray) -> np.ndarray:
         if (box > 0).any():
             iy, ix = ndi.distance_transform_edt(box == 0, return_distances=False, return_indices=True)
             out[y0:y1, x0:x1] = box[iy, ix]
-    return np.ascontiguousarray(out)
+    return out
 
 
 def hint_pixels(ink: np.ndarray, hints):
@@ -357,11 +347,10 @@ class LineArt:
             gap = default_gap(ink)
         if gap < 0:
             raise UserError("gap must be zero or more pixels")
-        padded, n = _segment_padded(ink, gap)
+        labels, n = segment(ink, gap)
         self.ink, self.n, self.gap = ink, n, float(gap)
         # segment() labels every free pixel: the pixels left to fill are exactly the ink.
-        self.labels = _fill_padded(padded, ink)
-        del padded
+        self.labels = fill_under_lines(labels, ink, in_place=True)
         self.shape = ink.shape
         self._adjacency = self._area = self._centroid = None
         self.extra: dict = {}            # per working size: compose.py's low-resolution tables
