@@ -317,3 +317,26 @@ def test_bounding_box_centres_of_small_regions_as_find_objects():
     assert np.array_equal(_box_centres(la, some), want[some - 1])
     every = np.arange(1, la.n + 1)
     assert np.array_equal(_box_centres(la, every), want)          # the rest added to the cache
+
+
+def test_bgra_composition_is_the_rgba_one_with_red_and_blue_exchanged():
+    """Asked for Krita's byte order, the composition reorders its palette and shifts only:
+    every image (result, Flats, Shading) is the RGBA one with red and blue exchanged."""
+    lines, ink = two_rooms(gap_at=50)
+    hints = np.zeros((H, W, 4), np.uint8)
+    stroke(hints, 20, 30, RED, w=30)
+    stroke(hints, 20, 130, BLUE, w=30)
+    hints[90:95, 40:60, :3], hints[90:95, 40:60, 3] = (250, 250, 0), 180
+    la = LineArt(lines, gap=4)
+    net = network(RED, BLUE, shade=60)
+    swap = lambda a: a[..., [2, 1, 0, 3]]  # noqa: E731
+    for mode, opts in (("shade", ComposeOptions()), ("shade", ComposeOptions(strength=1, chroma=1, exact_hints=True)),
+                       ("snap", None)):
+        want = compose(la, la.vote(hints), net, mode, opts, layers=True)
+        got = compose(la, la.vote(hints), net, mode, opts, layers=True, bgra=True)
+        for w_, g_ in ((want.rgba, got.rgba), (want.flats, got.flats), (want.shading, got.shading)):
+            assert np.array_equal(swap(w_), g_)
+    eng = Engines()
+    r = eng.colorize(ColorizeRequest(lines=lines, hints=hints, engine="flats"))
+    b = eng.colorize(ColorizeRequest(lines=lines, hints=hints, engine="flats", channel_order="BGRA"))
+    assert r.channel_order == "RGBA" and b.channel_order == "BGRA" and np.array_equal(swap(r.rgba), b.rgba)

@@ -421,17 +421,19 @@ def _dense(blocks, hw) -> np.ndarray:
 
 
 def compose(la: LineArt, votes: Votes, net: np.ndarray, mode: str = DEFAULT_COMPOSE,
-            options: ComposeOptions | None = None, layers: bool = False) -> Composition:
+            options: ComposeOptions | None = None, layers: bool = False, bgra: bool = False) -> Composition:
     """`net`: the network's colors over the content at working size, h x w x 3 float32 in
     0..255 (not upsampled).  `mode`: shade (the default), snap (one network or hint color
-    per region) or flats-like palettes; 'raw' is the caller's plain upsampling."""
+    per region) or flats-like palettes; 'raw' is the caller's plain upsampling.  `bgra`: the
+    images in B, G, R, A byte order (as Krita's layers take them): the palette and the
+    shifts are reordered, the pixels never are."""
     o = options or ComposeOptions()
     n = la.n
     net = np.asarray(net, np.float32)
     med = region_network_colors(la, net, o.erode)
     colors = np.where(votes.hinted[:, None], votes.colors.astype(np.float32), med)
     if mode == "snap":
-        palette = _palette(colors)
+        palette = _palette(colors, bgra)
         rgba = paint(la.labels, palette)
         return Composition(rgba, rgba if layers else None, _neutral(rgba) if layers else None)
     if mode != "shade":
@@ -450,7 +452,7 @@ def compose(la: LineArt, votes: Votes, net: np.ndarray, mode: str = DEFAULT_COMP
                 d[better], pick[better] = dj[better], j
             near = d < o.palette_snap
             colors[free[near]] = pal[pick[near]]
-    palette = _palette(colors)
+    palette = _palette(colors, bgra)
     H, W = la.shape
     h, w = net.shape[:2]
     # Blocks of the shading field: 4 px on big pages, finer where the page is near the working size.
@@ -482,6 +484,8 @@ def compose(la: LineArt, votes: Votes, net: np.ndarray, mode: str = DEFAULT_COMP
             shade_f *= (1.0 - np.minimum(m * 2.0, 1.0))[..., None]
 
     def expand(f):
+        if f is not None and bgra:
+            f = f[..., ::-1]
         return _add_field(la, palette, None if f is None else np.round(f).astype(np.int16), step)
     if split_at is None:
         total = shade_f
@@ -496,7 +500,8 @@ def compose(la: LineArt, votes: Votes, net: np.ndarray, mode: str = DEFAULT_COMP
         a = (votes.alpha / 255.0)[:, None]
         for img in ((rgba, flats) if layers else (rgba,)):
             f = img.reshape(-1, 4)
-            f[votes.idx, :3] = np.clip(np.round(f[votes.idx, :3] * (1 - a) + votes.rgb * a), 0, 255).astype(np.uint8)
+            rgb = votes.rgb[:, ::-1] if bgra else votes.rgb
+            f[votes.idx, :3] = np.clip(np.round(f[votes.idx, :3] * (1 - a) + rgb * a), 0, 255).astype(np.uint8)
     if not layers:
         return Composition(rgba)
     return Composition(rgba, flats, shading_layer(rgba, flats))
@@ -524,9 +529,9 @@ def _neutral(rgba):
     return s
 
 
-def _palette(colors: np.ndarray) -> np.ndarray:
+def _palette(colors: np.ndarray, bgra: bool = False) -> np.ndarray:
     p = np.zeros((colors.shape[0], 4), np.uint8)
-    p[:, :3] = np.clip(np.round(colors), 0, 255)
+    p[:, :3] = np.clip(np.round(colors[:, ::-1] if bgra else colors), 0, 255)
     p[:, 3] = 255
     p[0] = 0
     return p

@@ -229,14 +229,15 @@ class NeuralEngine:
             la = lineart.get(req.lines, req.gap, lkey, ink)
             del ink
             net = (color[0, :, :geo.h, :geo.w].transpose(1, 2, 0) + 1.0) * 127.5
-            c = compose(la, la.vote(hints), net, mode, layers=req.layers)
+            order = _order(req)
+            c = compose(la, la.vote(hints), net, mode, layers=req.layers, bgra=order == "BGRA")
             rgba, labels = c.rgba, la.labels
             if req.layers:
                 layers = _layers(c.rgba, c.flats, c.shading)
             label += " + flats" if mode == "snap" else " + flats and shading"
         return ColorizeResult(rgba=rgba, engine=label, device=self.device_label, cached=cached,
                               labels=labels if req.want_labels else None, layers=layers, compose=mode,
-                              size=size, warnings=warnings)
+                              size=size, warnings=warnings, channel_order="RGBA" if mode == "raw" else order)
 
 
 class AutoColorEngine:
@@ -292,10 +293,19 @@ def colorize_flats(req: ColorizeRequest, progress=None, lineart: LineArtCache | 
     if not votes.hinted.any():
         raise UserError("no hints: paint color strokes on the hint layer (opaque pixels inside the regions)")
     palette, _ = flat_palette(la, votes, req.fill)
+    order = _order(req)
+    if order == "BGRA":
+        palette = np.ascontiguousarray(palette[:, [2, 1, 0, 3]])
     rgba = paint(la.labels, palette)
     layers = [("Flats", rgba, "normal")] if req.layers else None
     return ColorizeResult(rgba=rgba, engine="Flats", device="CPU", warnings=list(la.warnings),
-                          labels=la.labels if req.want_labels else None, layers=layers, compose="flats")
+                          labels=la.labels if req.want_labels else None, layers=layers, compose="flats",
+                          channel_order=order)
+
+
+def _order(req: ColorizeRequest) -> str:
+    """The byte order an engine that can choose makes its images in."""
+    return "BGRA" if req.channel_order == "BGRA" else "RGBA"
 
 
 class Engines:

@@ -36,6 +36,8 @@ class ColorizeRequest:
     hints_origin: tuple | None = None  # (x, y): `hints` is only the crop of the hint layer lying there
     lines_key: str | None = None       # names this line art's content (the worker's wire digest): the
                                        # engines' caches use it instead of hashing the pixels
+    channel_order: str = "RGBA"        # "BGRA": the caller would rather have B, G, R, A (the worker, for
+                                       # Krita); an engine may honour it (ColorizeResult.channel_order)
 
     @property
     def size_hw(self):
@@ -67,3 +69,5 @@ class ColorizeResult:
     layers: list | None = None
     compose: str = ""                  # the composition that ran ("shade", "snap", "raw", "flats")
     size: int | None = None            # the working size the network ran at
+    channel_order: str = "RGBA"        # byte order of rgba and layers: "RGBA", or "BGRA" when the request
+                                       # asked for it and the engine made it so

@@ -233,15 +233,16 @@ def swap_red_blue(a, rows: int = _SWAP_ROWS):
         _exchange(x, x, t1[:n], t2[:n])
 
 
-def _bands(a, fmt, rows: int = _SWAP_ROWS):
-    """The pixels in the request's byte order, a band of rows at a time: the
-    result array is neither copied whole nor changed (an engine may keep it).
-    A BGRA band is made in one reused buffer: write it out before taking the next."""
+def _bands(a, fmt, rows: int = _SWAP_ROWS, order: str = "RGBA"):
+    """The pixels (in byte `order`) in the request's byte order, a band of rows at a
+    time: the result array is neither copied whole nor changed (an engine may keep it).
+    An exchanged band is made in one reused buffer: write it out before taking the next."""
+    swap = fmt[:4] != order
     w32 = _words(a)
-    if fmt != "BGRA8" or w32 is None:
+    if not swap or w32 is None:
         for y in range(0, a.shape[0], rows):
             band = a[y:y + rows]
-            if fmt == "BGRA8":
+            if swap:
                 band = band[..., [2, 1, 0, 3]]
             yield memoryview(np.ascontiguousarray(band)).cast("B")
         return
@@ -253,13 +254,16 @@ def _bands(a, fmt, rows: int = _SWAP_ROWS):
         yield memoryview(out[:n]).cast("B")
 
 
-def _write_file(path, rgba, fmt):
+def _write_file(path, rgba, fmt, order="RGBA"):
     from .errors import UserError
     tmp = f"{path}.part"
     try:
         with open(tmp, "wb") as f:
-            for b in _bands(rgba, fmt):
-                f.write(b)
+            if fmt[:4] == order and rgba.flags.c_contiguous:
+                f.write(memoryview(rgba).cast("B"))          # already in the file's order: one write
+            else:
+                for b in _bands(rgba, fmt, order=order):
+                    f.write(b)
         os.replace(tmp, path)
     except OSError as e:
         if os.path.exists(tmp):
@@ -267,9 +271,9 @@ def _write_file(path, rgba, fmt):
         raise UserError(f"cannot write the result file: {e}")
 
 
-def send_pixels(chan, msg, header: dict, rgba, layers=None):
-    """Answer with `rgba` (and the `layers`, [(name, rgba, blend)]), inline or
-    in the result file the request named (layer N in "<result_file>.layerN").
+def send_pixels(chan, msg, header: dict, rgba, layers=None, order="RGBA"):
+    """Answer with `rgba` (and the `layers`, [(name, rgba, blend)]), all in byte `order`,
+    inline or in the result file the request named (layer N in "<result_file>.layerN").
     Every file is complete before the header that names it is sent."""
     fmt = msg.get("format", "BGRA8")
     path = msg.get("result_file")
@@ -277,9 +281,9 @@ def send_pixels(chan, msg, header: dict, rgba, layers=None):
     if path:
         described = []
         for i, (name, a, blend) in enumerate(layers):
-            _write_file(f"{path}.layer{i}", a, fmt)
+            _write_file(f"{path}.layer{i}", a, fmt, order)
             described.append({"name": name, "blend": blend, "bytes": 0, "file": f"{path}.layer{i}"})
-        _write_file(path, rgba, fmt)
+        _write_file(path, rgba, fmt, order)
         if layers:
             header = dict(header, layers=described)
         chan.send(dict(header, format=fmt, bytes=0, file=path))
@@ -289,7 +293,7 @@ def send_pixels(chan, msg, header: dict, rgba, layers=None):
                                           for name, a, blend in layers])
         chan.send(dict(header, format=fmt, bytes=int(rgba.nbytes)))
         for a in [rgba] + [a for _, a, _ in layers]:
-            for b in _bands(a, fmt):
+            for b in _bands(a, fmt, order=order):
                 chan.wout.write(b)
         chan.wout.flush()
 
@@ -353,6 +357,7 @@ def handle_colorize(chan, engines, msg, cache=None):
         # found on the wire's bytes, alpha is in the same place in both orders.
         origin = tuple(msg["hints_rect"][:2]) if msg.get("hints_rect") is not None else (0, 0)
         hints = HintPixels.find(hints, (h, w), origin)
+        p["hints"] = None       # a mapped file is let go now (Windows cannot delete it while mapped)
         if msg.get("format", "BGRA8") == "BGRA8":
             hints.rgba[:, [0, 2]] = hints.rgba[:, [2, 0]]
     kw = {k: msg[k] for k in REQUEST_FIELDS if k in msg and msg[k] is not None}
@@ -360,7 +365,9 @@ def handle_colorize(chan, engines, msg, cache=None):
         raise UserError(f"compose must be shade, snap or raw, got {kw['compose']!r}")
     if "layers" in kw and not isinstance(kw["layers"], bool):
         raise UserError(f"layers must be true or false, got {kw['layers']!r}")
-    req = ColorizeRequest(lines=lines, hints=hints, lines_key=lines_key, **kw)
+    # Krita's layers are BGRA: engines that can make the result in the wire's order do.
+    req = ColorizeRequest(lines=lines, hints=hints, lines_key=lines_key, channel_order=msg.get("format", "BGRA8")[:4],
+                          **kw)
 
     def progress(value, text):
         chan.send({"type": "progress", "id": rid, "value": round(float(value), 3), "text": text})
@@ -371,7 +378,7 @@ def handle_colorize(chan, engines, msg, cache=None):
     send_pixels(chan, msg, {"type": "result", "id": rid, "width": w, "height": h, "engine": res.engine,
                             "device": res.device, "seconds": round(res.seconds, 4), "cached": res.cached,
                             "warnings": res.warnings, "compose": res.compose or None, "size": res.size},
-                res.rgba, res.layers if req.layers else None)
+                res.rgba, res.layers if req.layers else None, res.channel_order)
 
 
 def handle_lines(chan, msg):
