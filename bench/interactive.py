@@ -5,7 +5,11 @@
 For each page size and engine: a *fresh* colorize (line art the worker has not seen) and a
 *re-run* after adding one hint stroke (the line art named by its digest and not sent again,
 the hints cropped to their bounds, as the plugin sends them).  Times are from the request
-leaving this process to the result's last byte arriving.  Each is printed as a ratio to one
+leaving this process to the result's last byte arriving.  By default (--transfer files) the
+payloads travel as the plugin sends them: BGRA, the line art and hint crops over 4 MiB in
+files written before the clock starts (in Krita the layer read writes them), the result in a
+file that is complete when its header arrives; --transfer inline sends everything through
+the pipe in RGBA.  Each is printed as a ratio to one
 plain `scipy.ndimage.label` pass over the same page's ink, measured here in the same run
 (median of --reps), so the numbers compare across machines.  The page: 120 outlined shapes
 (circles, boxes) and 60 hint strokes, as in issue 14.
@@ -71,11 +75,21 @@ def label_time(ink, reps):
     return statistics.median(ts)
 
 
+INLINE_HINT_BYTES = 4 << 20     # as the plugin (krita_api.INLINE_HINT_BYTES): bigger hint crops go in a file
+
+
 class Worker:
-    def __init__(self):
+    """A worker driven as the plugin drives it (transfer "files": BGRA, the line art and big hint
+    crops in files written before the clock starts, as Krita's layer read writes them, and the
+    result in a file the header names) or with every payload inline in RGBA ("inline")."""
+
+    def __init__(self, transfer: str = "files"):
+        import tempfile
         self.p = subprocess.Popen([sys.executable, "-m", "krita_alac.engine.worker"], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE)
         self.id = 0
+        self.transfer = transfer
+        self.tmp = tempfile.mkdtemp(prefix="bench_worker_")
         hello = self.read()
         assert hello["type"] == "ready", hello
 
@@ -83,33 +97,65 @@ class Worker:
         return json.loads(self.p.stdout.readline())
 
     def colorize(self, lines, hints, digest, engine, send_lines=True):
-        """Seconds from sending to the result's last byte, and the result header."""
+        """Seconds from sending to the result's last byte (with files: to the header naming the
+        complete result file), and the result header."""
         h, w = hints.shape[:2]
         self.id += 1
         ys, xs = np.nonzero(hints[..., 3])
         y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
         crop = np.ascontiguousarray(hints[y0:y1, x0:x1])
-        lb = lines.tobytes() if send_lines else b""
-        hb = crop.tobytes()
-        msg = {"op": "colorize", "id": self.id, "width": w, "height": h, "format": "RGBA8", "lines": len(lb),
-               "hints": len(hb), "hints_rect": [int(x0), int(y0), int(x1 - x0), int(y1 - y0)],
-               "lines_digest": digest, "engine": engine}
-        t = time.perf_counter()
-        self.p.stdin.write(json.dumps(msg).encode() + b"\n" + lb + hb)
-        self.p.stdin.flush()
-        while True:
-            r = self.read()
-            if r["type"] == "progress":
-                continue
-            if r["type"] != "result":
-                raise RuntimeError(r)
-            self.p.stdout.read(r["bytes"])
-            return time.perf_counter() - t, r
+        msg = {"op": "colorize", "id": self.id, "width": w, "height": h, "format": "RGBA8", "lines": 0, "hints": 0,
+               "hints_rect": [int(x0), int(y0), int(x1 - x0), int(y1 - y0)], "lines_digest": digest,
+               "engine": engine}
+        payloads, files = [], []
+        if self.transfer == "inline":
+            if send_lines:
+                payloads.append(lines)
+                msg["lines"] = lines.nbytes
+            payloads.append(crop)
+            msg["hints"] = crop.nbytes
+        else:
+            msg["format"] = "BGRA8"
+            bgra = lambda a: np.ascontiguousarray(a[..., [2, 1, 0, 3]])  # noqa: E731
+            if send_lines:
+                msg["lines_file"] = os.path.join(self.tmp, f"lines-{self.id}")
+                bgra(lines).tofile(msg["lines_file"])
+                files.append(msg["lines_file"])
+            if crop.nbytes <= INLINE_HINT_BYTES:
+                payloads.append(bgra(crop))
+                msg["hints"] = crop.nbytes
+            else:
+                msg["hints_file"] = os.path.join(self.tmp, f"hints-{self.id}")
+                bgra(crop).tofile(msg["hints_file"])
+                files.append(msg["hints_file"])
+            msg["result_file"] = os.path.join(self.tmp, f"result-{self.id}")
+            files.append(msg["result_file"])
+        try:
+            t = time.perf_counter()
+            self.p.stdin.write(json.dumps(msg).encode() + b"\n")
+            for a in payloads:
+                self.p.stdin.write(memoryview(a).cast("B"))
+            self.p.stdin.flush()
+            while True:
+                r = self.read()
+                if r["type"] == "progress":
+                    continue
+                if r["type"] != "result":
+                    raise RuntimeError(r)
+                if r["bytes"]:
+                    self.p.stdout.read(r["bytes"])
+                return time.perf_counter() - t, r
+        finally:
+            for f in files:
+                if os.path.exists(f):
+                    os.unlink(f)
 
     def close(self):
+        import shutil
         self.p.stdin.write(b'{"op": "quit"}\n')
         self.p.stdin.flush()
         self.p.wait(10)
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def krita_part(size: int, engine: str, strokes: int, reps: int):
@@ -191,6 +237,9 @@ def main(argv=None):
     ap.add_argument("--krita-engine", default="auto")
     ap.add_argument("--strokes", type=int, default=3, help="strokes timed in Krita")
     ap.add_argument("--krita-only", action="store_true")
+    ap.add_argument("--transfer", choices=("files", "inline"), default="files",
+                    help="worker table: payloads as the plugin sends them (BGRA, files for the line art, big "
+                         "hint crops and the result) or all inline in RGBA")
     a = ap.parse_args(argv)
     if not a.no_krita:
         # First, at normal priority: Krita inherits this process's niceness.
@@ -198,7 +247,7 @@ def main(argv=None):
         if a.krita_only:
             return
         print()
-    w = Worker()
+    w = Worker(a.transfer)
     # The worker lowers its own priority; measure the reference at the same priority, so a busy
     # machine slows both alike.
     from krita_alac.engine.process import WORKER_NICENESS
@@ -206,6 +255,7 @@ def main(argv=None):
         os.nice(WORKER_NICENESS)
     except OSError:
         pass
+    print(f"Worker, payloads {'as the plugin sends them (BGRA, files)' if a.transfer == 'files' else 'inline (RGBA)'}:")
     print("| page | engine | scipy label | fresh | fresh / label | re-run (1 stroke) | re-run / label |")
     print("|---|---|---|---|---|---|---|")
     try:
