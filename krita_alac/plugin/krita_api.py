@@ -106,9 +106,10 @@ def layer_digest_steps(node, step_bytes: int = 0):
         step = krita_io.band_rows(b.width() * 4)    # up to 16 bytes a pixel: bands of 64 MB at most
         if step_bytes:
             step = max(1, step_bytes // (b.width() * 4))
-        for y in range(b.y(), b.y() + b.height(), step):
-            h.update(bytes(node.pixelData(b.x(), y, b.width(), min(step, b.y() + b.height() - y))))
-            yield
+        for y0, n, end in krita_io.bands(b.height(), b.width(), step, True):   # raw pixels: a plain copy
+            h.update(bytes(node.pixelData(b.x(), b.y() + y0, b.width(), n)))
+            if end:
+                yield
     return h.hexdigest()
 
 
@@ -853,10 +854,11 @@ class ColorizeJob(WorkerJob):
             self.timings["rows_written"] = len(written) * TILE_ROWS
             # Pixels written with setPixelData show once the projection is recomputed
             # (Krita 5.1's scripting API has no smaller update than the whole image).
-            t0 = time.perf_counter()
-            doc.refreshProjection()
-            self.timings["refresh"] = time.perf_counter() - t0
-            yield
+            if written:
+                t0 = time.perf_counter()
+                doc.refreshProjection()
+                self.timings["refresh"] = time.perf_counter() - t0
+                yield
         except BaseException:
             self._put_back(written)
             raise
@@ -865,6 +867,7 @@ class ColorizeJob(WorkerJob):
                 m.close()
         # The record: the same layers, with the digests of what they hold now.
         digests = []
+        t0 = time.perf_counter()
         for (node, _, _, _), hasher in zip(plan, hashers):
             if _bounds(node) == (x, y, w, h):
                 while hasher.is_alive():
@@ -873,6 +876,7 @@ class ColorizeJob(WorkerJob):
             else:
                 d = None
             digests.append(d or (yield from layer_digest_steps(node, STEP_BYTES)))
+        self.timings["digest_wait"] = time.perf_counter() - t0
         records = load_records(doc)
         rec = records.get(krita_io.node_id(line)) or {}
         recs = [rec] + [r for r in rec.get("layers") or [] if isinstance(r, dict)]
