@@ -337,3 +337,23 @@ def test_red_blue_exchange_on_words_equals_the_channel_swap(shape):
     v = a.copy()[:, ::2]
     swap_red_blue(v)
     assert np.array_equal(v, want[:, ::2])
+
+
+def test_a_recycled_result_takes_the_next_one_with_the_same_pixels(store_home, reference_onnx):
+    """The worker hands each written-out result back (Engines.recycle): the next composition
+    is written into that memory, with exactly the pixels a fresh registry makes."""
+    from krita_alac.engine.registry import Engines
+    from krita_alac.engine.request import ColorizeRequest
+    install_card_model(store_home, reference_onnx)
+    lines, hints = scene()
+    eng = Engines()
+    first = eng.colorize(ColorizeRequest(lines=lines, hints=hints, engine="snappy"))
+    memory = first.rgba
+    eng.recycle(first)
+    assert first.rgba is None
+    more = hints.copy()
+    more[40:45, 60:70] = (10, 200, 30, 255)
+    again = eng.colorize(ColorizeRequest(lines=lines, hints=more, engine="snappy"))
+    assert again.rgba is memory
+    assert np.array_equal(again.rgba, Engines().colorize(ColorizeRequest(lines=lines, hints=more,
+                                                                         engine="snappy")).rgba)

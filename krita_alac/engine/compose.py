@@ -304,8 +304,9 @@ def block_fixups(la: LineArt, step: int):
     return t
 
 
-def _add_field(la: LineArt, palette: np.ndarray, field: np.ndarray | None, step: int) -> np.ndarray:
-    """clip(palette[labels] + field expanded to step x step blocks): H x W x 4 uint8, alpha kept.
+def _add_field(la: LineArt, palette: np.ndarray, field: np.ndarray | None, step: int, out=None) -> np.ndarray:
+    """clip(palette[labels] + field expanded to step x step blocks): H x W x 4 uint8, alpha kept
+    (into `out` when it is such an array: a recycled result, see registry.Engines.recycle).
 
     Once per block (at the block's centre label), broadcast to its pixels a band of rows at
     a time, then the pixels of another label (block_fixups) one by one: the same numbers as
@@ -313,8 +314,9 @@ def _add_field(la: LineArt, palette: np.ndarray, field: np.ndarray | None, step:
     labels = la.labels
     H, W = labels.shape
     fix = block_fixups(la, step)
+    out = out if _fits(out, (H, W, 4)) else np.empty((H, W, 4), np.uint8)
     if fix is None:
-        return _add_field_pixels(labels, palette, field, step)
+        return _add_field_pixels(labels, palette, field, step, out)
     ql = quarter_labels(la, step)
     qh, qw = ql.shape
     # (np.take: several times faster than fancy indexing for these gathers)
@@ -331,7 +333,6 @@ def _add_field(la: LineArt, palette: np.ndarray, field: np.ndarray | None, step:
         fx[:, :3] += np.take(field.reshape(-1, 3), fix[2], axis=0)
         fixed = np.clip(fx, 0, 255, out=fx).astype(np.uint8)
     b32 = blocks.view(np.uint32).reshape(qh, qw)
-    out = np.empty((H, W, 4), np.uint8)
     o32 = out.view(np.uint32).reshape(H, W)
     band = max(_BAND // step, 1) * step
     for y0 in range(0, H, band):
@@ -346,7 +347,8 @@ def _add_field(la: LineArt, palette: np.ndarray, field: np.ndarray | None, step:
     return out
 
 
-def _add_field_pixels(labels: np.ndarray, palette: np.ndarray, field: np.ndarray | None, step: int) -> np.ndarray:
+def _add_field_pixels(labels: np.ndarray, palette: np.ndarray, field: np.ndarray | None, step: int,
+                      out=None) -> np.ndarray:
     """_add_field per pixel, for label maps where most blocks hold several labels.
 
     In bands of rows: each band's flat colors are gathered, the field (int16, 1/step of the
@@ -355,7 +357,7 @@ def _add_field_pixels(labels: np.ndarray, palette: np.ndarray, field: np.ndarray
     in the cache."""
     H, W = labels.shape
     p32 = np.ascontiguousarray(palette, np.uint8).view(np.uint32).ravel()
-    out = np.empty((H, W, 4), np.uint8)
+    out = out if _fits(out, (H, W, 4)) else np.empty((H, W, 4), np.uint8)
     o32 = out.view(np.uint32).reshape(H, W)
     if field is None:
         np.take(p32, labels, out=o32)
@@ -380,6 +382,11 @@ def _add_field_pixels(labels: np.ndarray, palette: np.ndarray, field: np.ndarray
         np.clip(b, 0, 255, out=b)
         out[y0:y1] = b
     return out
+
+
+def _fits(a, shape) -> bool:
+    return isinstance(a, np.ndarray) and a.shape == shape and a.dtype == np.uint8 and a.flags.c_contiguous \
+        and a.flags.writeable
 
 
 def _split_field(la: LineArt, net: np.ndarray, base_colors: np.ndarray, split, cand, valid, step: int):
@@ -421,12 +428,14 @@ def _dense(blocks, hw) -> np.ndarray:
 
 
 def compose(la: LineArt, votes: Votes, net: np.ndarray, mode: str = DEFAULT_COMPOSE,
-            options: ComposeOptions | None = None, layers: bool = False, bgra: bool = False) -> Composition:
+            options: ComposeOptions | None = None, layers: bool = False, bgra: bool = False,
+            out: np.ndarray | None = None) -> Composition:
     """`net`: the network's colors over the content at working size, h x w x 3 float32 in
     0..255 (not upsampled).  `mode`: shade (the default), snap (one network or hint color
     per region) or flats-like palettes; 'raw' is the caller's plain upsampling.  `bgra`: the
     images in B, G, R, A byte order (as Krita's layers take them): the palette and the
-    shifts are reordered, the pixels never are."""
+    shifts are reordered, the pixels never are.  `out`: an H x W x 4 uint8 array the result may
+    be written into (the caller's spare; nobody may look at it any more)."""
     o = options or ComposeOptions()
     n = la.n
     net = np.asarray(net, np.float32)
@@ -483,10 +492,10 @@ def compose(la: LineArt, votes: Votes, net: np.ndarray, mode: str = DEFAULT_COMP
             m = ndi.gaussian_filter(ndi.maximum_filter(m, 3), 2.0)
             shade_f *= (1.0 - np.minimum(m * 2.0, 1.0))[..., None]
 
-    def expand(f):
+    def expand(f, into=None):
         if f is not None and bgra:
             f = f[..., ::-1]
-        return _add_field(la, palette, None if f is None else np.round(f).astype(np.int16), step)
+        return _add_field(la, palette, None if f is None else np.round(f).astype(np.int16), step, into)
     if split_at is None:
         total = shade_f
     elif shade_f is None:
@@ -494,7 +503,7 @@ def compose(la: LineArt, votes: Votes, net: np.ndarray, mode: str = DEFAULT_COMP
     else:
         total = shade_f                          # 0 in the split blocks: add their shifts there
         total.reshape(-1, 3)[split_at[0]] += split_at[1]
-    rgba = expand(total)
+    rgba = expand(total, out)
     flats = expand(None if split_at is None else _dense(split_at, qhw)) if layers else None
     if o.exact_hints and votes.idx.size:
         a = (votes.alpha / 255.0)[:, None]

@@ -195,7 +195,9 @@ class NeuralEngine:
     def device_label(self):
         return f"{self.colorizer.backend} · {self.colorizer.device}"
 
-    def colorize(self, req: ColorizeRequest, progress=None, lineart: LineArtCache | None = None) -> ColorizeResult:
+    def colorize(self, req: ColorizeRequest, progress=None, lineart: LineArtCache | None = None,
+                 out: np.ndarray | None = None) -> ColorizeResult:
+        """`out`: a spare canvas-sized array the composed result may be written into."""
         h, w = req.size_hw
         size = working_size(req, self.spec)
         mode = compose_mode(req, self.spec)
@@ -230,7 +232,7 @@ class NeuralEngine:
             del ink
             net = (color[0, :, :geo.h, :geo.w].transpose(1, 2, 0) + 1.0) * 127.5
             order = _order(req)
-            c = compose(la, la.vote(hints), net, mode, layers=req.layers, bgra=order == "BGRA")
+            c = compose(la, la.vote(hints), net, mode, layers=req.layers, bgra=order == "BGRA", out=out)
             rgba, labels = c.rgba, la.labels
             if req.layers:
                 layers = _layers(c.rgba, c.flats, c.shading)
@@ -314,6 +316,14 @@ class Engines:
 
     def __init__(self):
         self.lineart = LineArtCache()
+        self._spare = None
+
+    def recycle(self, res: ColorizeResult):
+        """The caller is done with `res` (the worker, once the result is written out): its
+        canvas-sized array may take the next result, which saves the first-touch cost of
+        fresh memory on every re-run.  Nobody may use res.rgba afterwards."""
+        self._spare = res.rgba
+        res.rgba = None
 
     def neural(self, spec: ModelSpec, backend: str, device: str) -> NeuralEngine:
         return MODELS.get(("alacgan", spec.key, backend, device), lambda: NeuralEngine(spec, backend, device))
@@ -327,9 +337,13 @@ class Engines:
                 notes.append("no neural model installed: using flats")
             res = colorize_flats(req, progress, self.lineart)
         else:
-            eng = (AutoColorEngine(spec, req.backend, req.device) if spec.kind == KIND_AUTO
-                   else self.neural(spec, req.backend, req.device))
-            res = eng.colorize(req, progress, self.lineart)
+            if spec.kind == KIND_AUTO:
+                eng = AutoColorEngine(spec, req.backend, req.device)
+                res = eng.colorize(req, progress, self.lineart)
+            else:
+                eng = self.neural(spec, req.backend, req.device)
+                spare, self._spare = self._spare, None
+                res = eng.colorize(req, progress, self.lineart, out=spare)
             notes.extend(eng.warnings)
             eng.warnings.clear()
         res.warnings = notes + res.warnings

@@ -379,6 +379,7 @@ def handle_colorize(chan, engines, msg, cache=None):
                             "device": res.device, "seconds": round(res.seconds, 4), "cached": res.cached,
                             "warnings": res.warnings, "compose": res.compose or None, "size": res.size},
                 res.rgba, res.layers if req.layers else None, res.channel_order)
+    engines.recycle(res)            # written out: its memory takes the next result
 
 
 def handle_lines(chan, msg):
