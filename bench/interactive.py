@@ -65,14 +65,20 @@ def add_stroke(hints, rng):
 
 
 def label_time(ink, reps):
+    return label_times(ink, reps)[0]
+
+
+def label_times(ink, reps):
+    """Median wall and CPU seconds of one labelling pass."""
     from scipy import ndimage as ndi
     free = ~ink
-    ts = []
+    ts, cs = [], []
     for _ in range(reps):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         ndi.label(free)
         ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
+        cs.append(time.process_time() - c)
+    return statistics.median(ts), statistics.median(cs)
 
 
 INLINE_HINT_BYTES = 4 << 20     # as the plugin (krita_api.INLINE_HINT_BYTES): bigger hint crops go in a file
@@ -95,6 +101,15 @@ class Worker:
 
     def read(self):
         return json.loads(self.p.stdout.readline())
+
+    def cpu(self):
+        """The worker's CPU seconds so far (all its threads; Linux), or None."""
+        try:
+            with open(f"/proc/{self.p.pid}/stat") as f:
+                v = f.read().rsplit(")", 1)[1].split()
+            return (int(v[11]) + int(v[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError, AttributeError):
+            return None
 
     def colorize(self, lines, hints, digest, engine, send_lines=True):
         """Seconds from sending to the result's last byte (with files: to the header naming the
@@ -258,27 +273,44 @@ def main(argv=None):
     print(f"Worker, payloads {'as the plugin sends them (BGRA, files)' if a.transfer == 'files' else 'inline (RGBA)'}:")
     print("| page | engine | scipy label | fresh | fresh / label | re-run (1 stroke) | re-run / label |")
     print("|---|---|---|---|---|---|---|")
+    cpu_lines = []
     try:
         for size in a.sizes:
             pw, ph = (int(v) for v in size.split("x"))
             lines, hints, ink = make_page(ph, pw)
-            ref = label_time(ink, a.reps)
+            ref, ref_cpu = label_times(ink, a.reps)
             for eng in a.engines:
-                fresh, rerun = [], []
+                fresh, rerun, cpu_f, cpu_r = [], [], [], []
                 for rep in range(a.reps):
                     # A line art the worker has not seen: one more dot each time.
                     ln = lines.copy()
                     ln[rep, rep + 1, 3] = 255
                     digest = f"{size}-{eng}-{rep}-{os.getpid()}"
+                    c0 = w.cpu()
                     t, r = w.colorize(ln, hints, digest, eng)
+                    c1 = w.cpu()
                     fresh.append(t)
                     hh = hints.copy()
                     add_stroke(hh, np.random.default_rng(100 + rep))
                     t, r = w.colorize(ln, hh, digest, eng, send_lines=False)
+                    c2 = w.cpu()
                     rerun.append(t)
+                    if c0 is not None:
+                        cpu_f.append(c1 - c0)
+                        cpu_r.append(c2 - c1)
                 f, rr = statistics.median(fresh), statistics.median(rerun)
                 print(f"| {pw}x{ph} | {eng} ({r['engine']}) | {ref * 1000:.0f} ms | {f:.2f} s | {f / ref:.1f}x "
                       f"| {rr:.3f} s | {rr / ref:.1f}x |", flush=True)
+                if cpu_f:
+                    # CPU seconds hardly depend on how busy the machine is: a check on the wall ratios.
+                    cf, cr = statistics.median(cpu_f), statistics.median(cpu_r)
+                    cpu_lines.append(f"| {pw}x{ph} | {eng} | {ref_cpu * 1000:.0f} ms | {cf:.2f} s | "
+                                     f"{cf / ref_cpu:.1f}x | {cr:.3f} s | {cr / ref_cpu:.1f}x |")
+        if cpu_lines:
+            print("\nCPU seconds (the worker's, all threads; the label pass's), same runs:")
+            print("| page | engine | label CPU | fresh CPU | / label | re-run CPU | / label |")
+            print("|---|---|---|---|---|---|---|")
+            print("\n".join(cpu_lines), flush=True)
     finally:
         w.close()
 
