@@ -9,19 +9,26 @@ import subprocess
 import pytest
 from kritahelp import krita_env
 
-SCENARIOS = ["update", "edited", "interrupted", "line_art"]
+SCENARIOS = ["update", "edited", "interrupted", "line_art", "layers"]
 RED, GREEN, YELLOW, BLUE = [230, 40, 30, 255], [40, 200, 60, 255], [240, 220, 20, 255], [30, 60, 220, 255]
 STACK = ["Background", "Flats", "Lines", "Hints"]
 
 
 @pytest.fixture(scope="module")
-def res(tmp_path_factory):
+def res(tmp_path_factory, reference_onnx):
     runner = shutil.which("kritarunner")
     if runner is None:
         pytest.fail("kritarunner not found: these tests need Krita installed")
     tmp = str(tmp_path_factory.mktemp("krita_inplace"))
     out = os.path.join(tmp, "out")
     os.makedirs(out)
+    # The layers scenario needs a neural model: the small reference model, installed (128 px; its
+    # card recommends flats, so its default is the shaded composition, which has layers).
+    folder = os.path.join(tmp, "alac_home", "models", "small")
+    os.makedirs(folder)
+    shutil.copy(reference_onnx.path, os.path.join(folder, "model.onnx"))
+    with open(os.path.join(folder, "model.json"), "w") as f:
+        json.dump({"id": "small", "name": "Small", "onnx": "model.onnx", "snap": True, "size": 128}, f)
     cfg_path = os.path.join(tmp, "suite.json")
     with open(cfg_path, "w") as f:
         json.dump({"scenarios": SCENARIOS, "out": out}, f)
@@ -126,3 +133,11 @@ def test_unchanged_line_art_is_not_sent_and_changes_are_never_missed(res):
     # Only this session's copies stay in the temporary folder: the line art and our result.
     assert all(n.startswith(("lines-", "result-")) for n in f["files_left"]), f["files_left"]
     assert len(f["files_left"]) <= 1 + 2
+
+
+def test_flats_and_shading_layers_update_in_place(res):
+    f = facts(res, "layers")
+    assert f["end"] == "done" and f["in_place"] and f["stack_same"] and f["same_ids"], f
+    assert f["names"] == ["Flats", "Shading"] and f["blends"] == ["normal", "grain_merge"]
+    assert f["digests_ok"] == [True, True] and f["equal_to_new_layers"] == [True, True]
+    assert f["flats_inside"] == GREEN

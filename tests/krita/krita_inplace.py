@@ -281,6 +281,39 @@ def s_line_art():
     return out
 
 
+def s_layers():
+    """Flats + Shading layers (the default model, small page): both updated in place."""
+    n = 256
+    doc = new_doc(n, n)
+    lines = add_layer(doc, "Lines")
+    put(lines, box_lines(n, n, [(40, 40, 200, 200), (90, 90, 150, 150)], width=3), n, n)
+    hints = add_layer(doc, "Hints")
+    put(hints, dots(n, n, {(120, 120): RED, (60, 60): YELLOW, (10, 10): BLUE}), n, n)
+    krita_alac.colorize(doc, lines, hints, layers=True, timeout=300)
+    rec = krita_api.load_records(doc)[krita_io.node_id(lines)]
+    ids = [rec["result"]] + [r["result"] for r in rec.get("layers", [])]
+    stack_before = stack(doc)
+    put(hints, dots(n, n, {(120, 120): GREEN, (60, 60): YELLOW, (10, 10): BLUE}), n, n)
+    job = krita_api.ColorizeJob(doc, lines, hints, "auto", in_place=True, layers=True).prepare()
+    end = run_job(job, 300)
+    rec = krita_api.load_records(doc)[krita_io.node_id(lines)]
+    nodes = [krita_io.find_node(doc, i) for i in ids]
+    got = [bytes(x.pixelData(0, 0, n, n)) for x in nodes]
+    out = {"end": end[0], "in_place": job.timings.get("in_place"), "stack_same": stack(doc) == stack_before,
+           "same_ids": [rec["result"]] + [r["result"] for r in rec.get("layers", [])] == ids,
+           "names": [x.name() for x in nodes], "blends": [x.blendingMode() for x in nodes],
+           "digests_ok": [r.get("digest") == krita_api.layer_digest(x)
+                          for r, x in zip([rec] + rec.get("layers", []), nodes)],
+           "flats_inside": rgb_at(got[0], n, 120, 130)}
+    # The same as new layers for the same hints.
+    krita_alac.colorize(doc, lines, hints, layers=True, timeout=300)
+    rec = krita_api.load_records(doc)[krita_io.node_id(lines)]
+    fresh = [krita_io.find_node(doc, i) for i in [rec["result"]] + [r["result"] for r in rec.get("layers", [])]]
+    out["equal_to_new_layers"] = [bytes(x.pixelData(0, 0, n, n)) == g for x, g in zip(fresh, got)]
+    doc.close()
+    return out
+
+
 SCENARIOS = {name[2:]: fn for name, fn in globals().items() if name.startswith("s_")}
 
 
