@@ -13,7 +13,8 @@ header announces.
       optional: "lines_file": path       line art in a file instead of inline (then "lines": 0)
                 "lines_digest": str      names the line art; with no line art attached the
                                          worker uses the one it last got under this digest
-                "hints_file": path       hints in a file instead of inline
+                "hints_file": path       hints in a file instead of inline (mapped read-only and
+                                         let go before the answer: the client may delete it then)
                 "hints_rect": [x, y, w, h]  the hints cover only this part of the canvas
                 "result_file": path      write the result pixels there, not inline}
      <lines bytes><hints bytes>
