@@ -69,7 +69,7 @@ from krita_alac.convert.cyclegan import ResnetGenerator, UResGenerator, save_gen
 from krita_alac.engine.lines import XDoGParams, xdog_darkness
 
 from .synth import LUMA, P_EXACT_LINES, line_art, random_views
-from .train import Dataset, _atomic_save, run_config
+from .train import Dataset, _atomic_save, pick_device, run_config
 
 G_B_KINDS = ("ures", "resnet")
 LINE_TARGETS = ("exact", "mixed", "xdog")
@@ -429,15 +429,6 @@ def _save_generators(g_a, g_b, run, prefix):
         p = os.path.join(run, name)
         save_generator(net, p + ".tmp")
         os.replace(p + ".tmp", p)
-
-
-def pick_device(device: str | None) -> torch.device:
-    """auto (None): CUDA when there is one, else the CPU."""
-    if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit(f"--device {device}: this torch sees no CUDA device")
-    return torch.device(device)
 
 
 class Prefetch:

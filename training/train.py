@@ -244,7 +244,7 @@ def save_sheet(path, sketch, hint, out, target, n=4):
 
 
 def pick_device(device: str | None) -> torch.device:
-    """auto (None): CUDA when there is one, else the CPU (as training.cycle's, which imports this module)."""
+    """auto (None): CUDA when there is one, else the CPU (training.cycle uses it too)."""
     if device in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():

@@ -7,20 +7,16 @@ Every job here goes through ColorizeJob and the shared worker client, as the
 docker, a second window's docker and scripts do; each scenario reports how
 many times each job ended (done or failed), which must be once.
 """
-import json
 import os
 import signal
-import sys
 import time
-import traceback
 
-from krita import Krita
 from PyQt5.QtCore import QElapsedTimer, QEventLoop, QTimer
 
 import krita_alac
 from krita_alac.engine.errors import UserError
 from krita_alac.plugin import krita_api, worker_client
-from krita_suite import BLUE, RED, add_layer, box_lines, dots, new_doc, put, read8, rgb_at
+from krita_suite import BLUE, RED, add_layer, box_lines, dots, new_doc, put, read8, rgb_at, run_scenarios
 
 W = H = 128
 
@@ -180,14 +176,4 @@ SCENARIOS = {name[2:]: fn for name, fn in globals().items() if name.startswith("
 
 
 def run(arg=None):
-    with open(os.environ["KRITA_ALAC_SUITE"], encoding="utf-8") as f:
-        cfg = json.load(f)
-    results = {"python": sys.version}
-    for name in cfg["scenarios"]:
-        try:
-            results[name] = SCENARIOS[name]()
-        except Exception:  # noqa: BLE001  reported to pytest
-            results[name] = {"error": traceback.format_exc()}
-        with open(os.path.join(cfg["out"], "results.json"), "w", encoding="utf-8") as f:
-            json.dump(results, f, indent=1, default=str)
-    worker_client.shared().kill_now()
+    run_scenarios(SCENARIOS)

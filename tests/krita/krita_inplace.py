@@ -8,17 +8,14 @@ ids and names, the record) for the pytest side to assert on.  To act in the
 middle of an update, a scenario writes one tile row per step (STEP_BYTES) and
 hooks the check the job makes before each step.
 """
-import json
 import os
 import signal
-import sys
-import traceback
 
 from PyQt5.QtCore import QByteArray, QElapsedTimer, QEventLoop, QTimer
 
 import krita_alac
 from krita_alac.plugin import krita_api, krita_io, worker_client
-from krita_suite import BLUE, RED, add_layer, box_lines, dots, new_doc, put, rgb_at
+from krita_suite import BLUE, RED, add_layer, box_lines, dots, new_doc, put, rgb_at, run_scenarios
 
 W = H = 512
 GREEN = (40, 200, 60)
@@ -318,14 +315,4 @@ SCENARIOS = {name[2:]: fn for name, fn in globals().items() if name.startswith("
 
 
 def run(arg=None):
-    with open(os.environ["KRITA_ALAC_SUITE"], encoding="utf-8") as f:
-        cfg = json.load(f)
-    results = {"python": sys.version}
-    for name in cfg["scenarios"]:
-        try:
-            results[name] = SCENARIOS[name]()
-        except Exception:  # noqa: BLE001  reported to pytest
-            results[name] = {"error": traceback.format_exc()}
-        with open(os.path.join(cfg["out"], "results.json"), "w", encoding="utf-8") as f:
-            json.dump(results, f, indent=1, default=str)
-    worker_client.shared().kill_now()
+    run_scenarios(SCENARIOS)

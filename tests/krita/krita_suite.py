@@ -804,6 +804,22 @@ def s_docker_rules():
 SCENARIOS = {name[2:]: fn for name, fn in globals().items() if name.startswith("s_")}
 
 
+def run_scenarios(scenarios: dict):
+    """Run the scenarios the pytest side named (KRITA_ALAC_SUITE's json) from `scenarios`, writing
+    results.json after each one, so a crash still leaves what ran; the other suite files use it too."""
+    with open(os.environ["KRITA_ALAC_SUITE"], encoding="utf-8") as f:
+        cfg = json.load(f)
+    results = {"python": sys.version}
+    for name in cfg["scenarios"]:
+        try:
+            results[name] = scenarios[name]()
+        except Exception:  # noqa: BLE001  reported to pytest, which fails the test
+            results[name] = {"error": traceback.format_exc()}
+        with open(os.path.join(cfg["out"], "results.json"), "w", encoding="utf-8") as f:
+            json.dump(results, f, indent=1, default=str)
+    worker_client.shared().kill_now()
+
+
 def run(arg=None):
     global CFG
     with open(os.environ["KRITA_ALAC_SUITE"], encoding="utf-8") as f:
