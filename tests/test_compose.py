@@ -84,29 +84,31 @@ def test_no_color_crosses_a_line_at_full_resolution():
 
 
 def test_the_network_wins_a_big_region_whose_hint_it_rejects():
-    # A red stroke in the left room; the network, steady, paints the room green (on the eval set:
-    # a scribble that crossed an open line into the page's background).  The right room's blue
-    # hint agrees with the network and stays exact; no green crosses the wall.
+    # A red stroke across the wall, mostly in the right room; its tail in the left room is the
+    # left room's only hint.  The network, steady, paints the left room green and the right one
+    # red (on the eval set: a scribble that crossed a line into the page's background).  The left
+    # room takes the network's green, the right room keeps the red, and no green crosses the wall.
     lines, ink = two_rooms()
     hints = np.zeros((H, W, 4), np.uint8)
-    stroke(hints, 60, 30, RED)
-    stroke(hints, 60, 130, BLUE)
+    stroke(hints, 60, 85, RED, w=40)                  # x 85..124: 10 px left of the wall, 27 right
     la = LineArt(lines)
-    net = network(GREEN, BLUE)
+    net = network(GREEN, RED)
     c = compose(la, la.vote(hints), net, "shade").rgba.astype(int)
     xs = np.arange(W)[None, :]
     left, right = ~ink & (xs >= 3) & (xs < 95), ~ink & (xs >= 98) & (xs < W - 3)
     assert np.abs(c[left][:, :3] - GREEN).max() <= 2
-    assert (c[right][:, :3] == BLUE).all()
-    # Off (reject=0), or a small region (reject_area), or a network that paints the hint where it
-    # was drawn (reject_follow): the hint's color.
-    for opts in (ComposeOptions(reject=0), ComposeOptions(reject_area=0.6)):
-        k = compose(la, la.vote(hints), net, "shade", opts).rgba.astype(int)
-        assert (k[left][:, :3] == RED).all()
+    assert (c[right][:, :3] == RED).all()
+    # The hint's color stays: off (reject=0), a small region (reject_area), a stroke wholly
+    # inside the room (no other region holds its color), or a network that paints it where it
+    # was drawn (reject_follow).
+    inside = np.zeros((H, W, 4), np.uint8)
+    stroke(inside, 60, 30, RED)
     follows = net.copy()
-    follows[13:17, 7:14] = RED                        # the network's red around the stroke only
-    k = compose(la, la.vote(hints), follows, "shade").rgba.astype(int)
-    assert np.median(k[left][:, :3], axis=0).tolist() == list(RED)
+    follows[13:17, 20:24] = RED                       # the network's red around the stroke's tail only
+    for h, n, opts in ((hints, net, ComposeOptions(reject=0)), (hints, net, ComposeOptions(reject_area=0.6)),
+                       (inside, net, None), (hints, follows, None)):
+        k = compose(la, la.vote(h), n, "shade", opts).rgba.astype(int)
+        assert np.median(k[left][:, :3], axis=0).tolist() == list(RED)
     # An unsteady network (a garbled result) does not win either.
     noisy = net + np.random.default_rng(1).uniform(-120, 120, net.shape).astype(np.float32)
     k = compose(la, la.vote(hints), np.clip(noisy, 0, 255), "shade").rgba.astype(int)

@@ -10,7 +10,12 @@ exact at canvas resolution.  `compose` keeps what each is good at:
 * **regions that swallowed several differently hinted areas** (gap closing leaked,
   or a line is missing): each pixel takes, of that region's hint colors, the one
   nearest the network's color there, so the network draws the border the lines
-  do not.
+  do not -- only where the network reproduces the region's hints where they were
+  painted; else the winning hint colors the region.
+* **per-region confidence** (`network_regions`): a hinted region is left to the
+  network (its median, all its variation) when the network steadily rejects the
+  hint over a big region (a hint that leaked into the page's background), or when
+  the region is mixed (no hint color dominates) and the network follows its hints.
 * **shading**: the network's own variation inside each region, as a deviation from
   its region's median, smoothed a little and upsampled.  Only low-resolution pixels
   whose footprint lies wholly inside one region (not touching ink or another
@@ -215,10 +220,12 @@ def network_regions(la: LineArt, votes: Votes, net: np.ndarray, med: np.ndarray,
 
     * the network rejects the hint: its median over the region is more than `reject` levels
       (max channel) from the hint color, its colors there are steady (spread under `steady`), it
-      does not reproduce the hint even where it was painted (mean error over `reject_follow`), and
-      the region covers at least `reject_area` of the page.  On the eval set this is a hint that crossed an open line into the background (a scribble
-      along a border, a gap the closing missed): the whole page takes the hint color while the
-      network, which saw the lines, keeps it white.  Where the network's colors are unsteady it
+      does not reproduce the hint even where it was painted (mean error over `reject_follow`), the
+      region covers at least `reject_area` of the page, and most of the hint color's weight lies
+      in other regions (the stroke crossed a line; a stroke wholly inside a closed region always
+      keeps its color).  On the eval set this is a scribble that crossed a line into the page's
+      background: the whole page takes the hint color while the network, which saw the lines,
+      keeps it white.  Where the network's colors are unsteady it
       is lost rather than sure (a garbled page): the hint stays.
     * the region is mixed: under `agree` of its hint weight lies within 40 levels of the winning
       color (a leaking region, or an unclosed drawing, swallowed several hinted areas), and the
@@ -243,7 +250,14 @@ def network_regions(la: LineArt, votes: Votes, net: np.ndarray, med: np.ndarray,
             for c in range(3):
                 s1 = np.bincount(lab, weights=px[:, c], minlength=la.n + 1) / cnt
                 var += np.bincount(lab, weights=px[:, c] ** 2, minlength=la.n + 1) / cnt - s1 ** 2
-            free |= cand & (np.sqrt(np.maximum(var, 0)) < o.steady)
+            cand &= np.sqrt(np.maximum(var, 0)) < o.steady
+            # A stroke that crossed a line: most of its color's weight lies in other regions.
+            # (At most 1 / reject_area regions are big enough: a short loop.)
+            for r in np.flatnonzero(cand):
+                same = np.abs(votes.bin_rgb.astype(np.int16) - votes.colors[r].astype(np.int16)).max(1) <= 8
+                here = votes.bin_weight[same & (votes.bin_region == r)].sum()
+                cand[r] = votes.bin_weight[same].sum() - here > here
+            free |= cand
     if o.agree > 0 and votes.idx.size:
         n = la.n
         r = votes.bin_region
