@@ -1,13 +1,14 @@
 """Line extraction against ground-truth line art.
 
-    python -m bench.lines_quality --data DIR [--tolerance 2] [--method xdog|neural --model M]
+    python -m bench.lines_quality --data DIR [--tolerance 2] [--method xdog|neural [--model M] [--size N]]
     python -m bench.lines_quality --examples      # color edges of examples/ colored with flats
 
 On the quality benchmark's set, for the images whose line art comes from the
 SVG's own strokes (true line art, not XDoG), extract lines from the colored
 ground truth and compare line pixels: precision = share of extracted ink
 within `tolerance` px of true ink, recall = share of true ink within
-`tolerance` px of extracted ink.
+`tolerance` px of extracted ink.  `--method neural` without `--model` uses the
+installed line model, as `krita-alac lines --method neural` does.
 """
 import argparse
 import json
@@ -67,7 +68,9 @@ def main(argv=None):
     p.add_argument("--examples", action="store_true", help="check the color edges of examples/ instead")
     p.add_argument("--tolerance", type=float, default=2.0)
     p.add_argument("--method", choices=("xdog", "neural"), default="xdog")
-    p.add_argument("--model")
+    p.add_argument("--model", help="neural: installed model id or generator file (default: the installed line "
+                                   "model, cycle-open first)")
+    p.add_argument("--size", type=int, help="neural: working size (default: the model's)")
     p.add_argument("--thickness", type=float, default=1.0)
     a = p.parse_args(argv)
     if a.examples:
@@ -76,13 +79,20 @@ def main(argv=None):
         p.error("--data DIR (the quality set) or --examples")
     with open(os.path.join(a.data, "manifest.json"), encoding="utf-8") as f:
         items = [it for it in json.load(f)["images"] if it["lines"] == "svg strokes"]
+    if a.method == "neural":
+        from krita_alac.engine.errors import UserError
+        from krita_alac.engine.lines import neural_lines_model
+        try:
+            path, label, size = neural_lines_model(a.model)
+        except UserError as e:
+            raise SystemExit(f"lines_quality: {e}")
+        print(f"neural: {label} ({path}), working size {a.size or size or 512}")
     ps, rs = [], []
     for it in items:
         rgb = np.array(Image.open(os.path.join(a.data, it["name"] + ".png")).convert("RGBA"))
         true_ink = np.array(Image.open(os.path.join(a.data, it["name"] + "_lines.png")).convert("L")) < 128
         if a.method == "neural":
-            from krita_alac.engine.image2image import neural_lines
-            out = neural_lines(rgb, a.model)
+            out = extract_lines(rgb, "neural", model=a.model, size=a.size)
         else:
             out = extract_lines(rgb, thickness=a.thickness)
         pr, rc = score(out[..., 3] >= 128, true_ink, a.tolerance)

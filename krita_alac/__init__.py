@@ -24,7 +24,8 @@ def extract_lines(document, layer, thickness=1.0, wait=True, **options):
     "Line art (XDoG)" directly above it; returns the new node.
 
     The same code path as the docker's Extract line art button (Krita only).
-    Options: timeout (seconds), force (skip the size limit), client."""
+    Options: timeout (seconds), force (skip the size limit), client, method ("xdog", or
+    "neural": an installed model's line generator, "Line art (Neural)"), model (its id)."""
     from .plugin.krita_api import extract_lines as _extract_lines
     return _extract_lines(document, layer, thickness=thickness, wait=wait, **options)
 

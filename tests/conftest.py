@@ -62,3 +62,11 @@ def store_home(tmp_path, monkeypatch):
     home = tmp_path / "alac_home"
     monkeypatch.setenv("KRITA_ALAC_HOME", str(home))
     return home
+
+
+@pytest.fixture(scope="session")
+def cycle_model(tmp_path_factory):
+    """A tiny random-weight cycle-open folder (G_A, G_B, model.json with "lines", size 64) made by
+    the real release code; tests copy it into a store or a bundled folder of their own."""
+    from cyclehelp import make_cycle_model
+    return make_cycle_model(str(tmp_path_factory.mktemp("cycle_model") / "cycle-open"))

@@ -254,8 +254,76 @@ def test_hint_free_and_neural_line_models_through_the_command(tmp_path, capsys, 
     assert code == 0, err
     la = np.array(Image.open(tmp_path / "l.png"))
     assert la.shape == (100, 160, 4) and (la[..., :3] == 0).all()
-    code, o, err = run_cli(capsys, "lines", lines, "-o", str(tmp_path / "l.png"), "--method", "neural")
-    assert code == 1 and err.strip() == "krita-alac: error: --method neural needs --model (a color->sketch generator)"
+    code, o, err = run_cli(capsys, "lines", lines, "-o", str(tmp_path / "none.png"), "--method", "neural")
+    assert code == 1 and err.count("\n") == 1 and not os.path.exists(tmp_path / "none.png")
+    assert err.startswith("krita-alac: error: no model with a line generator is installed (such as cycle-open): "
+                          f"put its folder in {store_home / 'models'}, or name a color->sketch generator file "
+                          "(--model G_B.onnx or latest_net_G_B.pth)"), err
+
+
+def colored_picture(tmp_path, h=90, w=120):
+    """An opaque colored picture with dark outlines, as Extract line art gets it."""
+    pic = np.full((h, w, 4), 255, np.uint8)
+    pic[15:70, 20:100, :3] = (200, 60, 40)
+    pic[15:18, 20:100, :3] = 0
+    pic[40:80, 60:110, :3] = (40, 90, 210)
+    return save(tmp_path / "picture.png", pic), pic
+
+
+def test_neural_lines_default_to_the_installed_line_model(tmp_path, capsys, store_home, cycle_model):
+    import json
+    import shutil
+    from krita_alac.engine.image2image import neural_lines
+    shutil.copytree(cycle_model, store_home / "models" / "cycle-open")
+    meta = json.loads((store_home / "models" / "cycle-open" / "model.json").read_text())
+    g_b = str(store_home / "models" / "cycle-open" / meta["lines"])
+    path, pic = colored_picture(tmp_path)
+    out = str(tmp_path / "lines.png")
+    code, o, err = run_cli(capsys, "lines", path, "-o", out, "--method", "neural")
+    assert code == 0, err
+    assert o.strip() == f"Lines (cycle-open) on onnxruntime · CPU at {meta['size']} px -> {out}"
+    got = np.array(Image.open(out))
+    # Black on transparency, the input's size, the ink the generator draws at the model's own size.
+    assert got.shape == (90, 120, 4) and (got[..., :3] == 0).all()
+    want = neural_lines(pic, g_b, size=meta["size"], backend="onnx", device="cpu")
+    assert np.array_equal(got, want)
+    assert got[..., 3].std() > 0 and not np.array_equal(got, neural_lines(pic, g_b, size=128))
+    code, o, err = run_cli(capsys, "info")
+    assert code == 0 and "cycle-open: cycle-open [image2image] cycle-open.onnx + line generator " \
+                         "cycle-open-lines.onnx, working size 64" in o
+    # The model named by its id, another size, on white.
+    code, o, err = run_cli(capsys, "lines", path, "-o", out, "--method", "neural", "--model", "cycle-open",
+                           "--size", "128", "--white")
+    assert code == 0, err
+    white = np.array(Image.open(out))
+    ink = neural_lines(pic, g_b, size=128)[..., 3]
+    assert (white[..., 3] == 255).all() and np.array_equal(white[..., 0], 255 - ink)
+    # An installed model without a line generator, an unknown id.
+    (store_home / "models" / "plain").mkdir()
+    shutil.copy(store_home / "models" / "cycle-open" / meta["onnx"], store_home / "models" / "plain" / "g.onnx")
+    (store_home / "models" / "plain" / "model.json").write_text(json.dumps({"id": "plain", "kind": "image2image",
+                                                                             "onnx": "g.onnx"}))
+    for model, msg in (("plain", "the model 'plain' has no line generator (its model.json names no \"lines\" file)"),
+                       ("nosuch", "unknown line model 'nosuch': use an installed model with a line generator "
+                                  "(cycle-open) or a model file")):
+        code, o, err = run_cli(capsys, "lines", path, "-o", str(tmp_path / "x.png"), "--method", "neural",
+                               "--model", model)
+        assert code == 1 and err == f"krita-alac: error: {msg}\n" and not os.path.exists(tmp_path / "x.png")
+
+
+def test_cycle_open_colors_without_hints(tmp_path, capsys, store_home, cycle_model):
+    import shutil
+    from krita_alac.engine.image2image import auto_colors
+    shutil.copytree(cycle_model, store_home / "models" / "cycle-open")
+    lines, _ = lines_and_hints(tmp_path)
+    out = str(tmp_path / "auto.png")
+    code, o, err = run_cli(capsys, "colorize", lines, "--model", "cycle-open", "-o", out)
+    assert code == 0, err
+    assert o.startswith("Auto colors (cycle-open) on onnxruntime · CPU at 64 px")
+    got = np.array(Image.open(out))
+    want = auto_colors(np.array(Image.open(lines)), str(store_home / "models" / "cycle-open" / "cycle-open.onnx"),
+                       size=64)
+    assert got.shape == (100, 160, 4) and (got[..., 3] == 255).all() and np.array_equal(got, want)
 
 
 def test_model_card_decides_snap_unless_the_command_does(tmp_path, capsys, store_home, reference_onnx):
@@ -289,3 +357,22 @@ def test_model_card_decides_snap_unless_the_command_does(tmp_path, capsys, store
     flats, shading = (np.array(Image.open(str(tmp_path / f"o-{n}.png"))) for n in ("flats", "shading"))
     assert "layer Shading (grain_merge)" in o
     assert np.abs(grain_merge(flats, shading).astype(int) - np.array(Image.open(out)).astype(int)).max() <= 1
+
+
+def test_neural_lines_use_the_line_generators_own_size(tmp_path, capsys, store_home, cycle_model):
+    """model.json "lines_size" (the line generator's best working size) wins over "size"."""
+    import json
+    import shutil
+    from krita_alac.engine.image2image import neural_lines
+    folder = store_home / "models" / "cycle-open"
+    shutil.copytree(cycle_model, folder)
+    meta = json.loads((folder / "model.json").read_text())
+    meta["lines_size"] = 96
+    (folder / "model.json").write_text(json.dumps(meta))
+    path, pic = colored_picture(tmp_path)
+    out = str(tmp_path / "lines.png")
+    code, o, err = run_cli(capsys, "lines", path, "-o", out, "--method", "neural")
+    assert code == 0, err
+    assert o.strip() == f"Lines (cycle-open) on onnxruntime · CPU at 96 px -> {out}"
+    want = neural_lines(pic, str(folder / meta["lines"]), size=96, backend="onnx", device="cpu")
+    assert np.array_equal(np.array(Image.open(out)), want)

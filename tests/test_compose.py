@@ -251,3 +251,150 @@ def test_many_regions_need_no_per_region_histograms(n_side):
     g = c.rgba.reshape(-1, 4)[:, 0].astype(int)
     spread = np.bincount(lab, weights=g) / np.maximum(np.bincount(lab), 1)
     assert np.isfinite(spread).all()
+
+
+def rings(h, w, seed=0, n=12):
+    """Line art of `n` outlined circles (3-px rings) on a page of any size."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:h, :w]
+    ink = np.zeros((h, w), bool)
+    for _ in range(n):
+        cy, cx, r = rng.integers(0, h), rng.integers(0, w), rng.integers(6, max(7, min(h, w) // 3))
+        ink |= np.abs(np.hypot(yy - cy, xx - cx) - r) < 1.5
+    lines = np.zeros((h, w, 4), np.uint8)
+    lines[ink, 3] = 255
+    return lines
+
+
+@pytest.mark.parametrize("h,w,step", [(203, 157, 4), (128, 192, 4), (97, 61, 3), (50, 70, 1)])
+def test_block_expansion_equals_the_per_pixel_composition(h, w, step, monkeypatch):
+    """The field added once per block and broadcast, with the pixels of another label looked
+    up one by one, gives exactly the per-pixel numbers (ragged edge blocks included)."""
+    from krita_alac.engine import compose as C
+    la = LineArt(rings(h, w))
+    rng = np.random.default_rng(1)
+    palette = rng.integers(0, 256, (la.n + 1, 4)).astype(np.uint8)
+    palette[:, 3], palette[0] = 255, 0
+    palette[1, :3] = 255                     # a white and a black region: clipping at both ends
+    palette[2, :3] = 0
+    qh, qw = -(-h // step), -(-w // step)
+    field = rng.integers(-40, 41, (qh, qw, 3)).astype(np.int16)
+    fix = C.block_fixups(la, step)
+    assert fix is not None and fix[0].size < h * w / 4
+    assert (fix[0].size > 0) == (step > 1)      # blocks of one pixel have nothing to look up
+    for f in (field, None):
+        want = C._add_field_pixels(la.labels, palette, f, step)
+        assert np.array_equal(C._add_field(la, palette, f, step), want)
+    if step == 1:
+        return
+    # A label map too busy for blocks (hatching): the per-pixel path, same numbers.
+    monkeypatch.setattr(C, "_MAX_FIXUPS", 0.0)
+    busy = LineArt(rings(h, w))
+    assert C.block_fixups(busy, step) is None
+    assert np.array_equal(C._add_field(busy, palette, field, step), C._add_field_pixels(busy.labels, palette, field,
+                                                                                       step))
+
+
+def test_cropped_hints_and_named_line_art_give_the_canvas_result():
+    """Hints as the crop of their bounds (the worker's hints_rect) vote and feed the network
+    exactly as the canvas-sized layer; a line art named by the caller is not hashed."""
+    from krita_alac.engine.errors import UserError
+    from krita_alac.engine.imaging import HintPixels, geometry, prepare_hints
+    lines = rings(150, 230)
+    hints = np.zeros((150, 230, 4), np.uint8)
+    stroke(hints, 20, 30, RED)
+    stroke(hints, 100, 150, BLUE, w=40)
+    hints[60:64, 60:70] = (*GREEN, 100)                      # too faint to count
+    crop = np.ascontiguousarray(hints[20:106, 30:190])
+    full, part = HintPixels.find(hints), HintPixels.find(crop, (150, 230), (30, 20))
+    assert np.array_equal(full.flat, part.flat) and np.array_equal(full.rgba, part.rgba)
+    g = geometry(150, 230, 64)
+    assert np.array_equal(prepare_hints(hints, g), prepare_hints(part, g))
+    # Not C-contiguous (a view): the slower path, same pixels.
+    assert np.array_equal(HintPixels.find(hints[20:106, 30:190], (150, 230), (30, 20)).flat, full.flat)
+    eng = Engines()
+    want = eng.colorize(ColorizeRequest(lines=lines, hints=hints, engine="flats")).rgba
+    got = eng.colorize(ColorizeRequest(lines=lines, hints=crop, hints_origin=(30, 20), engine="flats",
+                                       lines_key="page-1"))
+    assert np.array_equal(got.rgba, want)
+    assert eng.lineart.key(lines, "page-1") == ("named", "page-1", lines.shape)
+    with pytest.raises(UserError, match="do not lie inside"):
+        ColorizeRequest(lines=lines, hints=crop, hints_origin=(100, 20)).hint_pixels()
+
+
+@pytest.mark.parametrize("h,w", [(23, 31), (32, 48)])
+def test_low_resolution_clean_footprints_match_their_definition(h, w):
+    """A low-resolution pixel is clean when its canvas footprint holds one region and no ink."""
+    la = LineArt(rings(157, 203, seed=3))
+    t = low_tables(la, h, w)
+    ys = (np.arange(h + 1) * 157) // h
+    xs = (np.arange(w + 1) * 203) // w
+    for i in range(h):
+        for j in range(w):
+            lab = la.labels[ys[i]:ys[i + 1], xs[j]:xs[j + 1]]
+            ink = la.ink[ys[i]:ys[i + 1], xs[j]:xs[j + 1]]
+            assert t["clean"][i, j] == (lab.min() == lab.max() and not ink.any())
+
+
+def test_split_blocks_pick_the_nearest_valid_hint_color_as_the_dense_formula():
+    """The split regions' blocks only, candidate by candidate: the same shifts as the distance
+    over all candidates at once and its argmin (first nearest; invalid ones never)."""
+    from krita_alac.engine import compose as C
+    la = LineArt(rings(150, 230, seed=5))
+    rng = np.random.default_rng(2)
+    n, k, step = la.n, 4, 4
+    split = rng.random(n + 1) < 0.6
+    split[0] = False
+    cand = rng.integers(0, 6, (n + 1, k, 3)).astype(np.float32) * 50      # few values: ties happen
+    valid = rng.random((n + 1, k)) < 0.7
+    valid[1] = False                                                       # no valid candidate at all
+    base = rng.uniform(-10, 265, (n + 1, 3)).astype(np.float32)
+    net = rng.uniform(0, 255, (38, 58, 3)).astype(np.float32)
+    idx, vals = C._split_field(la, net, base, split, cand, valid, step)
+    ql = C.quarter_labels(la, step)
+    inside = split[ql]
+    netq = np.stack([C._upsample(net[..., c], ql.shape) for c in range(3)], -1)
+    r = ql[inside]
+    d = ((cand[r] - netq[inside][:, None, :]) ** 2).sum(2)
+    d[~valid[r]] = np.inf
+    want = np.zeros(ql.shape + (3,), np.float32)
+    want[inside] = cand[r, d.argmin(1)] - np.clip(np.round(base[r]), 0, 255)
+    assert np.array_equal(idx, np.flatnonzero(inside))
+    assert np.array_equal(C._dense((idx, vals), ql.shape), want)
+
+
+def test_bounding_box_centres_of_small_regions_as_find_objects():
+    from scipy import ndimage as ndi
+    from krita_alac.engine.compose import _box_centres
+    lines = rings(140, 190, seed=7, n=20)
+    lines[::9, ::7, 3] = 255                   # dots: tiny regions between them too
+    la = LineArt(lines, gap=0)
+    want = np.array([((s[0].start + s[0].stop - 1) / 2, (s[1].start + s[1].stop - 1) / 2)
+                     for s in ndi.find_objects(la.labels, max_label=la.n)])
+    some = np.array([3, 1, la.n, 7])
+    assert np.array_equal(_box_centres(la, some), want[some - 1])
+    every = np.arange(1, la.n + 1)
+    assert np.array_equal(_box_centres(la, every), want)          # the rest added to the cache
+
+
+def test_bgra_composition_is_the_rgba_one_with_red_and_blue_exchanged():
+    """Asked for Krita's byte order, the composition reorders its palette and shifts only:
+    every image (result, Flats, Shading) is the RGBA one with red and blue exchanged."""
+    lines, ink = two_rooms(gap_at=50)
+    hints = np.zeros((H, W, 4), np.uint8)
+    stroke(hints, 20, 30, RED, w=30)
+    stroke(hints, 20, 130, BLUE, w=30)
+    hints[90:95, 40:60, :3], hints[90:95, 40:60, 3] = (250, 250, 0), 180
+    la = LineArt(lines, gap=4)
+    net = network(RED, BLUE, shade=60)
+    swap = lambda a: a[..., [2, 1, 0, 3]]  # noqa: E731
+    for mode, opts in (("shade", ComposeOptions()), ("shade", ComposeOptions(strength=1, chroma=1, exact_hints=True)),
+                       ("snap", None)):
+        want = compose(la, la.vote(hints), net, mode, opts, layers=True)
+        got = compose(la, la.vote(hints), net, mode, opts, layers=True, bgra=True)
+        for w_, g_ in ((want.rgba, got.rgba), (want.flats, got.flats), (want.shading, got.shading)):
+            assert np.array_equal(swap(w_), g_)
+    eng = Engines()
+    r = eng.colorize(ColorizeRequest(lines=lines, hints=hints, engine="flats"))
+    b = eng.colorize(ColorizeRequest(lines=lines, hints=hints, engine="flats", channel_order="BGRA"))
+    assert r.channel_order == "RGBA" and b.channel_order == "BGRA" and np.array_equal(swap(r.rgba), b.rgba)

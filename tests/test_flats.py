@@ -220,3 +220,119 @@ def test_line_width_estimate_and_default_gap():
     lines, _ = box_lines(width=4)
     f = compute_flats(lines, _hint_at(200, 300, 50, 40, RED))
     assert f.gap == 6.0
+
+
+def test_banded_luminance_and_ink_from_it_equal_the_whole_array_formulas():
+    """luminance() works a band of rows at a time and the ink comes from the luminance the
+    network's sketch already needed: the very same float32 values and ink pixels."""
+    from krita_alac.engine.flats import INK_THRESHOLD, LineArt, ink_mask
+    from krita_alac.engine.imaging import LUMA, line_darkness, luminance
+
+    def whole(rgba):
+        k = (LUMA / 255.0).astype(np.float32)
+        lum = rgba[..., 0] * k[0]
+        lum += rgba[..., 1] * k[1]
+        lum += rgba[..., 2] * k[2]
+        if rgba[..., 3].min() < 255:
+            lum -= 1.0
+            lum *= rgba[..., 3] * np.float32(1 / 255.0)
+            lum += 1.0
+        return lum
+
+    rng = np.random.default_rng(0)
+    # Every gray level under every alpha, then random colors (several bands, a ragged last one).
+    g, a = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")
+    every = np.stack([g, g, g, a], -1).astype(np.uint8)
+    colors = rng.integers(0, 256, (150, 97, 4), dtype=np.uint8)
+    opaque = colors.copy()
+    opaque[..., 3] = 255
+    for img in (every, colors, opaque, colors[::2, ::3]):
+        lum = luminance(img)
+        assert lum.dtype == np.float32 and np.array_equal(lum, whole(img))
+        assert np.array_equal(ink_mask(lum), line_darkness(img) >= INK_THRESHOLD)
+    lines = np.zeros((60, 80, 4), np.uint8)
+    lines[:, 39:41] = (0, 0, 0, 200)
+    assert np.array_equal(LineArt(lines, ink=ink_mask(luminance(lines))).labels, LineArt(lines).labels)
+
+
+def test_few_pixels_are_labelled_as_ndimage_labels_them():
+    """Pocket pixels are labelled from their flat indices alone: the same components, in the
+    same raster order, as a scipy.ndimage.label pass (random masks and a long snake)."""
+    from scipy import ndimage as ndi
+    from krita_alac.engine.flats import label_pixels
+    rng = np.random.default_rng(0)
+    masks = []
+    for _ in range(100):
+        h, w = rng.integers(1, 30), rng.integers(1, 40)
+        masks.append(rng.random((h, w)) < rng.uniform(0.02, 0.9))     # rows touch end to start
+    snake = np.zeros((60, 41), bool)
+    snake[::2, :40] = True
+    for r in range(1, 60, 2):
+        snake[r, 39 if r % 4 == 1 else 0] = True
+    masks.append(snake)
+    for m in masks:
+        idx = np.flatnonzero(m)
+        if idx.size:
+            lab, n = ndi.label(m)
+            got, k = label_pixels(idx, m.shape[1])
+            assert k == n and np.array_equal(got, lab.ravel()[idx])
+    assert label_pixels(np.flatnonzero(snake), 41)[1] == 1
+
+
+def _regions_padded(ink, gap):
+    """The label map as a padded array spells it out (the border of 0 stands for off the page):
+    seeds beyond gap / 2 of the ink, grown through the free pixels, pockets labelled on their
+    own, then grown under the ink (at most 48 steps)."""
+    from scipy import ndimage as ndi
+    h, w = ink.shape
+    free = ~ink
+    seeds = free & ~dilate_disk(ink, gap / 2.0) if gap > 0 else free
+    lab, n = ndi.label(seeds)
+    pad = np.zeros((h + 2, w + 2), np.int32)
+    pad[1:-1, 1:-1] = lab
+    flat = pad.ravel()
+
+    def grow(mask, steps):
+        m = np.zeros(pad.shape, bool)
+        m[1:-1, 1:-1] = mask
+        todo = np.flatnonzero(m)
+        for _ in range(steps):
+            best = np.max([flat[todo + o] for o in (1, -1, w + 2, -w - 2)], 0) if todo.size else todo
+            if not (best > 0).any():
+                break
+            flat[todo[best > 0]] = best[best > 0]
+            todo = todo[best == 0]
+        return todo
+
+    left = grow(free & ~seeds, 1 << 30)
+    if left.size:
+        pocket = np.zeros(pad.shape, bool)
+        pocket.ravel()[left] = True
+        plab, pn = ndi.label(pocket)
+        flat[left] = plab.ravel()[left] + n
+        n += pn
+    grow(pad[1:-1, 1:-1] == 0, 48)
+    return pad[1:-1, 1:-1], n
+
+
+@pytest.mark.parametrize("gap", [None, 0, 9])
+def test_line_art_regions_equal_the_padded_formulation(gap):
+    """LineArt grows its regions on the page itself (neighbours off the page never count) and
+    fills under the ink in place: the same label map as the padded formulation, with ink
+    and pockets at the page's edges."""
+    from krita_alac.engine.flats import LineArt, default_gap, fill_under_lines, segment
+    rng = np.random.default_rng(4)
+    lines = np.zeros((120, 170, 4), np.uint8)
+    yy, xx = np.mgrid[:120, :170]
+    for _ in range(9):
+        cy, cx, r = rng.integers(0, 120), rng.integers(0, 170), rng.integers(4, 40)
+        lines[np.abs(np.hypot(yy - cy, xx - cx) - r) < 1.5, 3] = 255
+    lines[50:80, 20:60, 3] = 255                                       # a solid blob of ink
+    lines[:, 164:166, 3] = lines[5:7, :, 3] = 255                      # narrow strips along two edges
+    la = LineArt(lines, gap)
+    g = default_gap(la.ink) if gap is None else gap
+    want, n = _regions_padded(la.ink, g)
+    assert la.n == n and np.array_equal(la.labels, want)
+    assert la.labels.flags.c_contiguous and (la.labels > 0).all()
+    labels, n2 = segment(la.ink, g)
+    assert n2 == n and np.array_equal(fill_under_lines(labels), want)

@@ -16,7 +16,7 @@ PROBE = os.path.join(ROOT, "tests", "krita", "gui_probe")
 
 
 @pytest.fixture(scope="module")
-def gui_facts(tmp_path_factory):
+def gui_facts(tmp_path_factory, cycle_model):
     for tool in ("krita", "xvfb-run"):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} not found: the GUI test needs Krita and Xvfb installed")
@@ -26,7 +26,15 @@ def gui_facts(tmp_path_factory):
     for old in ("gui.json", "krita_alac_docker.png"):
         if os.path.exists(os.path.join(artifacts, old)):
             os.unlink(os.path.join(artifacts, old))
-    env = krita_env(tmp, HOME=tmp, KRITA_ALAC_GUI_OUT=artifacts)
+    dump = os.path.join(tmp, "dump")
+    os.makedirs(dump)
+    env = krita_env(tmp, HOME=tmp, KRITA_ALAC_GUI_OUT=artifacts, KRITA_ALAC_GUI_DUMP=dump)
+    # A model with a line generator (a tiny cycle-open) in the user's store: the docker offers
+    # it as "Auto colors" and Extract line art offers Neural.  Colorize stays on Flats (exact
+    # colors to check), as the artist's saved choice.
+    shutil.copytree(cycle_model, os.path.join(env["KRITA_ALAC_HOME"], "models", "cycle-open"))
+    with open(os.path.join(env["KRITA_ALAC_HOME"], "settings.json"), "w") as f:
+        json.dump({"engine": "flats"}, f)
     env.pop("PYTHONPATH")            # Krita must load the *installed* plugin
     env.pop("QT_QPA_PLATFORM", None)
     # Install the plugin the way users do: the zip through Krita's importer.
@@ -52,6 +60,8 @@ def gui_facts(tmp_path_factory):
     with open(path) as f:
         facts = json.load(f)
     facts["_log"] = log
+    facts["_dump"] = dump
+    facts["_model"] = os.path.join(env["KRITA_ALAC_HOME"], "models", "cycle-open")
     return facts
 
 
@@ -65,9 +75,9 @@ def test_docker_defaults(gui_facts):
     assert gui_facts["plugin_module"].endswith(os.path.join("pykrita", "krita_alac", "plugin", "docker.py"))
     assert gui_facts["line_choice"] == "Lines"         # the active layer
     assert gui_facts["hint_choice"] == "Hints"         # the layer named Hints
-    assert gui_facts["engines"][0].startswith("Flats")
+    assert gui_facts["engines"] == ["Flats (no model)", "Auto colors: cycle-open"]   # a hint-free model
     assert gui_facts["colors"] == [["Shaded", None], ["Flat regions only", "snap"], ["Network only", "raw"]]
-    # Flats (the only engine here): no Colors, no layers, and nothing of them in the request.
+    # Flats (the saved engine): no Colors, no layers, and nothing of them in the request.
     assert not gui_facts["colors_enabled"] and not gui_facts["layers_enabled"]
     assert set(gui_facts["options"]) == {"size"}
     assert gui_facts["layers_saved"] is True
@@ -110,10 +120,10 @@ def test_undo_steps(gui_facts):
 
 def test_auto_recolorizes_when_hints_change(gui_facts):
     assert gui_facts["auto_result_before"] and gui_facts["auto_result_after"]
-    assert gui_facts["auto_result_after"] != gui_facts["auto_result_before"], gui_facts["auto_status"]
-    assert gui_facts["auto_status"].startswith("Flats on CPU")
-    # replaced in place, not stacked (undo/redo before left an older result too)
-    assert gui_facts["auto_layers"] == gui_facts["auto_layers_before"]
+    # Our result (brought back by Redo) is untouched: Auto updates that same layer in place.
+    assert gui_facts["auto_result_after"] == gui_facts["auto_result_before"], gui_facts["auto_status"]
+    assert gui_facts["auto_status"].startswith("Flats on CPU") and "(updated)" in gui_facts["auto_status"]
+    assert gui_facts["auto_layers"] == gui_facts["auto_layers_before"]       # nothing stacked
 
 
 def test_extract_line_art_button(gui_facts):
@@ -132,3 +142,26 @@ def test_extract_line_art_button(gui_facts):
 def test_extract_line_art_error_in_status_line(gui_facts):
     assert gui_facts["extract_empty_status"] == "The layer 'Empty' is empty: nothing to extract lines from"
     assert gui_facts["extract_empty_layers"][-1] == "Empty"    # nothing was added
+
+
+def test_extract_line_art_neural(gui_facts):
+    """The Neural method (offered because a line model is installed) puts the model's line
+    generator's ink, at the model's working size, in a layer directly above the source."""
+    import numpy as np
+    from krita_alac.engine.image2image import neural_lines
+    assert gui_facts["line_methods"] == [["XDoG", "xdog"], ["Neural", "neural"]]
+    assert gui_facts["line_method"] == "xdog"                  # the default
+    assert gui_facts["neural_saved"] == "neural" and not gui_facts["neural_thickness_enabled"]
+    before = gui_facts["neural_layers_before"]
+    i = before.index("Hints")
+    f = gui_facts["extract_neural"]
+    assert f["layers"] == before[:i + 1] + ["Line art (Neural)"] + before[i + 1:], f
+    assert gui_facts["neural_result"] == "Line art (Neural)"
+    assert f["status"].startswith("Lines (cycle-open) on onnxruntime · CPU"), f["status"]
+    n = 1024
+    src = np.fromfile(os.path.join(gui_facts["_dump"], "neural_source.bgra"), np.uint8).reshape(n, n, 4)
+    got = np.fromfile(os.path.join(gui_facts["_dump"], "neural_result.bgra"), np.uint8).reshape(n, n, 4)
+    meta = json.load(open(os.path.join(gui_facts["_model"], "model.json")))
+    want = neural_lines(src[..., [2, 1, 0, 3]], os.path.join(gui_facts["_model"], meta["lines"]), size=meta["size"])
+    assert (got[..., :3] == 0).all() and got[..., 3].std() > 0
+    assert np.abs(got[..., 3].astype(int) - want[..., 3]).max() <= 1

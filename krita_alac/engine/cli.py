@@ -81,8 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     ln.add_argument("image")
     ln.add_argument("-o", "--output", required=True)
     ln.add_argument("--method", choices=("xdog", "neural"), default="xdog")
-    ln.add_argument("--model", help="neural: a color->sketch generator (.onnx or latest_net_G_B.pth)")
-    ln.add_argument("--size", type=_size, default=512, help="neural: working size of the long side")
+    ln.add_argument("--model", help="neural: an installed model with a line generator (default: cycle-open, "
+                                    "else any such model) or a color->sketch generator (.onnx or latest_net_G_B.pth)")
+    ln.add_argument("--size", type=_size, default=None,
+                    help="neural: working size of the long side (default: the model's, else 512)")
+    ln.add_argument("--backend", choices=("auto", "onnx", "torch"), default="auto")
+    ln.add_argument("--device", default="auto", help="neural: auto, cpu, cuda, rocm, directml, coreml or mps")
     ln.add_argument("--thickness", type=float, default=1.0, help="line thickness factor (default 1)")
     ln.add_argument("--white", action="store_true", help="black lines on white instead of on transparency")
 
@@ -180,22 +184,18 @@ def cmd_flats(args):
 
 def cmd_lines(args):
     from .imaging import read_rgba, write_png
-    from .lines import extract_lines
+    from .lines import extract
     _check_output(args.output)
     picture = read_rgba(args.image, "picture")
+    res = extract(picture, args.method, args.thickness, transparent=not args.white, model=args.model,
+                  size=args.size, backend=args.backend, device=args.device)
+    for w in res.warnings:
+        print(f"{PROG}: note: {w}", file=sys.stderr)
+    write_png(args.output, res.rgba)
     if args.method == "neural":
-        from .image2image import neural_lines
-        if not args.model:
-            raise UserError("--method neural needs --model (a color->sketch generator)")
-        out = neural_lines(picture, args.model, args.size)
-        if args.white:
-            a = out[..., 3:4].astype("uint16")
-            out[..., :3] = (255 - a).astype("uint8")
-            out[..., 3] = 255
+        print(f"{res.engine} on {res.device} at {res.size} px -> {args.output}")
     else:
-        out = extract_lines(picture, args.method, args.thickness, transparent=not args.white)
-    write_png(args.output, out)
-    print(f"{args.method} lines -> {args.output}")
+        print(f"{args.method} lines -> {args.output}")
 
 
 def cmd_info(args):
@@ -222,6 +222,8 @@ def cmd_info(args):
     from .request import DEFAULT_SIZE
     for m in models:
         files = ", ".join(os.path.basename(p) for p in (m.onnx, m.fp16, m.netg, m.i2v) if p)
+        if store.lines_file(m):
+            files += f" + line generator {os.path.basename(store.lines_file(m))}"
         size = model_size(m.meta)
         size = f"working size {size}" if size else f"working size {DEFAULT_SIZE} (model.json names none)"
         print(f"  {m.id}: {m.label} [{m.kind}] {files}, {size}")

@@ -34,8 +34,9 @@ clipped to -128..127 before it is added, so nothing is lost).  Neutral gray mean
 no change, so an artist can paint over the shading layer or hide it.
 
 Every table is per region (bincount over labels) or per low-resolution pixel; the
-canvas is only touched by gathers and by the banded addition of the shading, so
-memory stays bounded at 8192^2 with any number of regions.
+canvas is only touched by the banded broadcast of per-block colors (plus a cached lookup of
+the pixels off their block's label), so memory stays bounded at 8192^2 with any number of
+regions.
 """
 from __future__ import annotations
 
@@ -52,6 +53,8 @@ DEFAULT_COMPOSE = "shade"
 SHADING_BLEND = "grain_merge"        # Krita's composite op id for the Shading layer
 _FIELD_STEP = 4                      # the shading field is upsampled to 1/4 canvas, then blocks of 4x4
 _BAND = 512                          # canvas rows per band in the shading addition
+_MAX_FIXUPS = 0.25                   # share of pixels off their block's label above which
+                                     # the composition is done per pixel
 
 
 @dataclass
@@ -105,10 +108,16 @@ def low_tables(la: LineArt, h: int, w: int) -> dict:
     cx = ((np.arange(w) + 0.5) * W / w).astype(np.int64).clip(0, W - 1)
     lowlab = la.labels[cy][:, cx]
     if h < H and w < W:
-        lo = np.minimum.reduceat(np.minimum.reduceat(la.labels, ys, axis=0), xs, axis=1)
-        hi = np.maximum.reduceat(np.maximum.reduceat(la.labels, ys, axis=0), xs, axis=1)
-        inked = np.maximum.reduceat(np.maximum.reduceat(la.ink.view(np.uint8), ys, axis=0), xs, axis=1) > 0
-        clean = (lo == hi) & ~inked
+        # One band of footprint rows at a time: its columns reduced first, then the footprints
+        # along the row (a reduceat down axis 0 of the whole canvas is about 20 times slower).
+        clean = np.empty((h, w), bool)
+        for i in range(h):
+            band = slice(ys[i], ys[i + 1] if i + 1 < h else H)
+            lab = la.labels[band]
+            lo = np.minimum.reduceat(lab.min(0), xs)
+            hi = np.maximum.reduceat(lab.max(0), xs)
+            inked = np.logical_or.reduceat(la.ink[band].any(0), xs)
+            clean[i] = (lo == hi) & ~inked
     else:
         clean = ~la.ink[cy][:, cx]
     t = {"lowlab": lowlab, "clean": clean, "cy": cy, "cx": cx}
@@ -131,16 +140,34 @@ def _pure(t: dict, erode: int) -> np.ndarray:
     return t[key]
 
 
-def _box_centres(la: LineArt) -> np.ndarray:
-    """(n+1) x 2 (y, x) centre of each region's bounding box (one C pass, cached)."""
+def _box_centres(la: LineArt, regions: np.ndarray) -> np.ndarray:
+    """len(regions) x 2 (y, x) centre of each given region's bounding box (cached per region).
+
+    The regions asked for are the few too small to own a low-resolution pixel: one lookup
+    pass finds their pixels, instead of bounding every region of the page."""
     c = la.extra.get("boxes")
     if c is None:
-        c = np.zeros((la.n + 1, 2), np.float64)
-        for i, sl in enumerate(ndi.find_objects(la.labels, max_label=la.n), 1):
-            if sl is not None:
-                c[i] = ((sl[0].start + sl[0].stop - 1) / 2.0, (sl[1].start + sl[1].stop - 1) / 2.0)
-        la.extra["boxes"] = c
-    return c
+        c = la.extra["boxes"] = np.full((la.n + 1, 2), np.nan)
+    todo = regions[np.isnan(c[regions, 0])]
+    if todo.size:
+        want = np.zeros(la.n + 1, bool)
+        want[todo] = True
+        W = la.shape[1]
+        at = np.flatnonzero(want[la.labels])     # sorted: rows ascending (np.take would first copy
+                                                 # the int32 labels to a canvas of intp)
+        lab = la.labels.ravel()[at]
+        ys, xs = np.divmod(at, W)
+        y0 = np.full(la.n + 1, np.iinfo(np.int64).max)
+        x0 = y0.copy()
+        y1 = np.full(la.n + 1, -1)
+        x1 = y1.copy()
+        np.minimum.at(y0, lab, ys)
+        np.maximum.at(y1, lab, ys)
+        np.minimum.at(x0, lab, xs)
+        np.maximum.at(x1, lab, xs)
+        c[todo, 0] = (y0[todo] + y1[todo]) / 2.0
+        c[todo, 1] = (x0[todo] + x1[todo]) / 2.0
+    return c[regions]
 
 
 # --- per run -------------------------------------------------------------------------------------
@@ -179,11 +206,11 @@ def region_network_colors(la: LineArt, net: np.ndarray, erode: int = 1) -> np.nd
         have |= have2
         if not have[1:].all():
             H, W = la.shape
-            c = _box_centres(la)
             miss = np.flatnonzero(~have)
             miss = miss[miss > 0]
-            yy = np.clip((c[miss, 0] * h / H).astype(np.int64), 0, h - 1)
-            xx = np.clip((c[miss, 1] * w / W).astype(np.int64), 0, w - 1)
+            c = _box_centres(la, miss)
+            yy = np.clip((c[:, 0] * h / H).astype(np.int64), 0, h - 1)
+            xx = np.clip((c[:, 1] * w / W).astype(np.int64), 0, w - 1)
             med[miss] = net[yy, xx]
     return med
 
@@ -331,8 +358,91 @@ def _field(net: np.ndarray, lowlab: np.ndarray, pure: np.ndarray, med: np.ndarra
     return np.stack([_upsample(dev[..., c], out_hw) * norm for c in range(3)], -1)
 
 
-def _add_field(labels: np.ndarray, palette: np.ndarray, field: np.ndarray | None, step: int) -> np.ndarray:
-    """clip(palette[labels] + field expanded to step x step blocks): H x W x 4 uint8, alpha kept.
+def block_fixups(la: LineArt, step: int):
+    """The canvas pixels whose label is not their step x step block's centre label (cached per
+    line art): (flat pixel indices, their labels, their block indices), or None where they are
+    too many for the lookup to pay (hatching, screentone: then every pixel is gathered).
+
+    Inside a block every other pixel has the block's label, so the composition is computed
+    once per block and broadcast; only these pixels (along region borders, mostly under the
+    lines) are looked up one by one."""
+    key = ("fixups", step)
+    if key in la.extra:
+        return la.extra[key]
+    H, W = la.shape
+    ql = quarter_labels(la, step)
+    qw = ql.shape[1]
+    band = max(_BAND // step, 1) * step
+    parts = []
+    for y0 in range(0, H, band):
+        y1 = min(y0 + band, H)
+        centre = np.repeat(ql[y0 // step:-(-y1 // step)], step, axis=1)[:, :W]     # block rows x W
+        lab = la.labels[y0:y1]
+        full = (y1 - y0) // step
+        miss = np.empty((y1 - y0, W), bool)
+        if full:
+            np.not_equal(lab[:full * step].reshape(full, step, W), centre[:full, None, :],
+                         out=miss[:full * step].reshape(full, step, W))
+        for r in range(full * step, y1 - y0):
+            np.not_equal(lab[r], centre[r // step], out=miss[r])
+        parts.append(np.flatnonzero(miss) + y0 * W)
+    idx = np.concatenate(parts)
+    if idx.size > _MAX_FIXUPS * H * W:
+        la.extra[key] = None
+        return None
+    ys, xs = np.divmod(idx, W)
+    blk = (ys // step) * qw + xs // step
+    it = np.int32 if H * W < 2 ** 31 else np.int64
+    t = la.extra[key] = (idx.astype(it), la.labels.ravel()[idx], blk.astype(it))
+    return t
+
+
+def _add_field(la: LineArt, palette: np.ndarray, field: np.ndarray | None, step: int, out=None) -> np.ndarray:
+    """clip(palette[labels] + field expanded to step x step blocks): H x W x 4 uint8, alpha kept
+    (into `out` when it is such an array: a recycled result, see registry.Engines.recycle).
+
+    Once per block (at the block's centre label), broadcast to its pixels a band of rows at
+    a time, then the pixels of another label (block_fixups) one by one: the same numbers as
+    per pixel, with one 32-bit store per pixel instead of a gather and an int16 addition."""
+    labels = la.labels
+    H, W = labels.shape
+    fix = block_fixups(la, step)
+    out = out if _fits(out, (H, W, 4)) else np.empty((H, W, 4), np.uint8)
+    if fix is None:
+        return _add_field_pixels(labels, palette, field, step, out)
+    ql = quarter_labels(la, step)
+    qh, qw = ql.shape
+    # (np.take: several times faster than fancy indexing for these gathers)
+    if field is None:
+        blocks = np.take(palette, ql, axis=0)
+        fixed = np.take(palette, fix[1], axis=0)
+    else:
+        # The palette as four int16 per region, gathered as one 64-bit word.
+        p64 = np.ascontiguousarray(palette.astype(np.int16)).view(np.int64).ravel()
+        b = np.take(p64, ql).view(np.int16).reshape(qh, qw, 4)
+        b[..., :3] += field
+        blocks = np.clip(b, 0, 255, out=b).astype(np.uint8)
+        fx = np.take(p64, fix[1]).view(np.int16).reshape(-1, 4)
+        fx[:, :3] += np.take(field.reshape(-1, 3), fix[2], axis=0)
+        fixed = np.clip(fx, 0, 255, out=fx).astype(np.uint8)
+    b32 = blocks.view(np.uint32).reshape(qh, qw)
+    o32 = out.view(np.uint32).reshape(H, W)
+    band = max(_BAND // step, 1) * step
+    for y0 in range(0, H, band):
+        y1 = min(y0 + band, H)
+        row = np.repeat(b32[y0 // step:-(-y1 // step)], step, axis=1)[:, :W]        # block rows x W
+        full = (y1 - y0) // step
+        if full:
+            o32[y0:y0 + full * step].reshape(full, step, W)[...] = row[:full, None, :]
+        for r in range(full * step, y1 - y0):
+            o32[y0 + r] = row[r // step]
+    o32.ravel()[fix[0]] = fixed.view(np.uint32).ravel()
+    return out
+
+
+def _add_field_pixels(labels: np.ndarray, palette: np.ndarray, field: np.ndarray | None, step: int,
+                      out=None) -> np.ndarray:
+    """_add_field per pixel, for label maps where most blocks hold several labels.
 
     In bands of rows: each band's flat colors are gathered, the field (int16, 1/step of the
     canvas per side, repeated along the row once) is added to `step` canvas rows at a time by
@@ -340,7 +450,7 @@ def _add_field(labels: np.ndarray, palette: np.ndarray, field: np.ndarray | None
     in the cache."""
     H, W = labels.shape
     p32 = np.ascontiguousarray(palette, np.uint8).view(np.uint32).ravel()
-    out = np.empty((H, W, 4), np.uint8)
+    out = out if _fits(out, (H, W, 4)) else np.empty((H, W, 4), np.uint8)
     o32 = out.view(np.uint32).reshape(H, W)
     if field is None:
         np.take(p32, labels, out=o32)
@@ -367,30 +477,58 @@ def _add_field(labels: np.ndarray, palette: np.ndarray, field: np.ndarray | None
     return out
 
 
+def _fits(a, shape) -> bool:
+    return isinstance(a, np.ndarray) and a.shape == shape and a.dtype == np.uint8 and a.flags.c_contiguous \
+        and a.flags.writeable
+
+
 def _split_field(la: LineArt, net: np.ndarray, base_colors: np.ndarray, split, cand, valid, step: int):
     """For regions holding several hint colors: per step x step block, the region's hint color
-    nearest the network's color there, as a shift from the region's base color (the blocks
-    outside those regions 0), and the mask of those blocks."""
+    nearest the network's color there, as a shift from the region's base color.  Only those
+    blocks: (their flat indices into the block grid, K x 3 float32 shifts), or None."""
     ql = quarter_labels(la, step)
-    inside = split[ql]
-    if not inside.any():
-        return None, None
+    idx = np.flatnonzero(np.take(split, ql))
+    if idx.size == 0:
+        return None
     qh, qw = ql.shape
-    netq = np.stack([_upsample(net[..., c], (qh, qw)) for c in range(3)], -1)
-    r = ql[inside]
-    c = netq[inside]
-    d = ((cand[r] - c[:, None, :]) ** 2).sum(2)
-    d[~valid[r]] = np.inf
-    f = np.zeros((qh, qw, 3), np.float32)
-    f[inside] = cand[r, d.argmin(1)] - np.clip(np.round(base_colors[r]), 0, 255)
-    return f, inside
+    r = np.take(ql.ravel(), idx)
+    c = [np.take(_upsample(net[..., ch], (qh, qw)).ravel(), idx) for ch in range(3)]
+    cr = np.take(cand, r, axis=0)                       # K x k x 3
+    vr = np.take(valid, r, axis=0)
+    # Squared distance to each candidate, summed red, green, blue in that order; the first
+    # nearest valid one wins (as argmin over the candidates).
+    best = pick = None
+    for j in range(cand.shape[1]):
+        d = (cr[:, j, 0] - c[0]) ** 2
+        d += (cr[:, j, 1] - c[1]) ** 2
+        d += (cr[:, j, 2] - c[2]) ** 2
+        d[~vr[:, j]] = np.inf
+        if best is None:
+            best, pick = d, np.zeros(idx.size, np.intp)
+        else:
+            better = d < best
+            best = np.where(better, d, best)
+            pick[better] = j
+    vals = cr[np.arange(idx.size), pick] - np.clip(np.round(np.take(base_colors, r, axis=0)), 0, 255)
+    return idx, vals
+
+
+def _dense(blocks, hw) -> np.ndarray:
+    """(block indices, K x 3 values) as a h x w x 3 float32 field, 0 elsewhere."""
+    f = np.zeros(tuple(hw) + (3,), np.float32)
+    f.reshape(-1, 3)[blocks[0]] = blocks[1]
+    return f
 
 
 def compose(la: LineArt, votes: Votes, net: np.ndarray, mode: str = DEFAULT_COMPOSE,
-            options: ComposeOptions | None = None, layers: bool = False) -> Composition:
+            options: ComposeOptions | None = None, layers: bool = False, bgra: bool = False,
+            out: np.ndarray | None = None) -> Composition:
     """`net`: the network's colors over the content at working size, h x w x 3 float32 in
     0..255 (not upsampled).  `mode`: shade (the default), snap (one network or hint color
-    per region) or flats-like palettes; 'raw' is the caller's plain upsampling."""
+    per region) or flats-like palettes; 'raw' is the caller's plain upsampling.  `bgra`: the
+    images in B, G, R, A byte order (as Krita's layers take them): the palette and the
+    shifts are reordered, the pixels never are.  `out`: an H x W x 4 uint8 array the result may
+    be written into (the caller's spare; nobody may look at it any more)."""
     o = options or ComposeOptions()
     n = la.n
     net = np.asarray(net, np.float32)
@@ -405,7 +543,7 @@ def compose(la: LineArt, votes: Votes, net: np.ndarray, mode: str = DEFAULT_COMP
         else:
             free = None
     if mode == "snap":
-        palette = _palette(colors)
+        palette = _palette(colors, bgra)
         rgba = paint(la.labels, palette)
         return Composition(rgba, rgba if layers else None, _neutral(rgba) if layers else None)
     if mode != "shade":
@@ -413,24 +551,24 @@ def compose(la: LineArt, votes: Votes, net: np.ndarray, mode: str = DEFAULT_COMP
     # Unhinted regions: a color the artist used, when the network's color is close to it.
     if o.palette_snap > 0 and votes.bin_rgb.shape[0]:
         pal = np.unique(votes.bin_rgb, axis=0).astype(np.float32)
-        free = np.flatnonzero(~votes.hinted)
-        free = free[free > 0]
-        if free.size and pal.shape[0]:
-            d = np.full(free.size, np.inf, np.float32)
-            pick = np.zeros(free.size, np.int64)
+        unh_r = np.flatnonzero(~votes.hinted)
+        unh_r = unh_r[unh_r > 0]
+        if unh_r.size and pal.shape[0]:
+            d = np.full(unh_r.size, np.inf, np.float32)
+            pick = np.zeros(unh_r.size, np.int64)
             for j in range(pal.shape[0]):            # palette is small (distinct hint colors)
-                dj = np.sqrt(((med[free] - pal[j]) ** 2).sum(1))
+                dj = np.sqrt(((med[unh_r] - pal[j]) ** 2).sum(1))
                 better = dj < d
                 d[better], pick[better] = dj[better], j
             near = d < o.palette_snap
-            colors[free[near]] = pal[pick[near]]
-    palette = _palette(colors)
+            colors[unh_r[near]] = pal[pick[near]]
+    palette = _palette(colors, bgra)
     H, W = la.shape
     h, w = net.shape[:2]
     # Blocks of the shading field: 4 px on big pages, finer where the page is near the working size.
     step = int(max(1, min(_FIELD_STEP, H // h, W // w)))
     qhw = (-(-H // step), -(-W // step))
-    split_f = inside = None
+    split_at = None
     if o.conflict > 0:
         split, cand, valid = split_regions(votes, n, o.conflict)
         # A region is split by the network's colors only where the network reproduces its hints.
@@ -438,7 +576,7 @@ def compose(la: LineArt, votes: Votes, net: np.ndarray, mode: str = DEFAULT_COMP
         if free is not None:
             split &= ~free                      # left to the network
         if cand is not None and split.any():
-            split_f, inside = _split_field(la, net, colors, split, cand, valid, step)
+            split_at = _split_field(la, net, colors, split, cand, valid, step)
     unh = o.strength if o.unhinted is None else o.unhinted
     shade_f = None
     if o.strength > 0 or unh > 0 or free is not None:
@@ -461,8 +599,8 @@ def compose(la: LineArt, votes: Votes, net: np.ndarray, mode: str = DEFAULT_COMP
             # Only the flat regions are clamped (by their block's centre label).
             lim_q = np.where(free, 127.0, lim).astype(np.float32)[quarter_labels(la, step)][..., None]
             np.clip(shade_f, -lim_q, lim_q, out=shade_f)
-        if inside is not None:
-            shade_f[inside] = 0                 # split regions: flat colors only
+        if split_at is not None:
+            shade_f.reshape(-1, 3)[split_at[0]] = 0         # split regions: flat colors only
         if o.exact_hints and votes.idx.size:
             # Fade the shading out around the artist's strokes, so an exact stroke never shows
             # as a line of another shade.
@@ -471,16 +609,25 @@ def compose(la: LineArt, votes: Votes, net: np.ndarray, mode: str = DEFAULT_COMP
             m = ndi.gaussian_filter(ndi.maximum_filter(m, 3), 2.0)
             shade_f *= (1.0 - np.minimum(m * 2.0, 1.0))[..., None]
 
-    def expand(f):
-        return _add_field(la.labels, palette, None if f is None else np.round(f).astype(np.int16), step)
-    total = shade_f if split_f is None else (split_f if shade_f is None else split_f + shade_f)
-    rgba = expand(total)
-    flats = expand(split_f) if layers else None
+    def expand(f, into=None):
+        if f is not None and bgra:
+            f = f[..., ::-1]
+        return _add_field(la, palette, None if f is None else np.round(f).astype(np.int16), step, into)
+    if split_at is None:
+        total = shade_f
+    elif shade_f is None:
+        total = _dense(split_at, qhw)
+    else:
+        total = shade_f                          # 0 in the split blocks: add their shifts there
+        total.reshape(-1, 3)[split_at[0]] += split_at[1]
+    rgba = expand(total, out)
+    flats = expand(None if split_at is None else _dense(split_at, qhw)) if layers else None
     if o.exact_hints and votes.idx.size:
         a = (votes.alpha / 255.0)[:, None]
         for img in ((rgba, flats) if layers else (rgba,)):
             f = img.reshape(-1, 4)
-            f[votes.idx, :3] = np.clip(np.round(f[votes.idx, :3] * (1 - a) + votes.rgb * a), 0, 255).astype(np.uint8)
+            rgb = votes.rgb[:, ::-1] if bgra else votes.rgb
+            f[votes.idx, :3] = np.clip(np.round(f[votes.idx, :3] * (1 - a) + rgb * a), 0, 255).astype(np.uint8)
     if not layers:
         return Composition(rgba)
     return Composition(rgba, flats, shading_layer(rgba, flats))
@@ -508,9 +655,9 @@ def _neutral(rgba):
     return s
 
 
-def _palette(colors: np.ndarray) -> np.ndarray:
+def _palette(colors: np.ndarray, bgra: bool = False) -> np.ndarray:
     p = np.zeros((colors.shape[0], 4), np.uint8)
-    p[:, :3] = np.clip(np.round(colors), 0, 255)
+    p[:, :3] = np.clip(np.round(colors[:, ::-1] if bgra else colors), 0, 255)
     p[:, 3] = 255
     p[0] = 0
     return p

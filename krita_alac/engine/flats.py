@@ -24,13 +24,15 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .errors import UserError
-from .imaging import HINT_ALPHA_MIN, line_darkness
+from .imaging import HintPixels, line_darkness
 
 INK_THRESHOLD = 0.5
 FILL_MODES = ("nearest", "none", "model")
 # Growth steps before falling back to a Euclidean nearest-region fill (only
 # solid ink blobs and very long closed corridors need more).
 _MAX_GROW_STEPS = 48
+# Up to this many pocket pixels are labelled on their own (label_pixels), not by a canvas pass.
+_FEW_PIXELS = 1 << 18
 
 
 @dataclass
@@ -41,6 +43,12 @@ class Flats:
     hinted: np.ndarray      # (n + 1) bool: region had its own hint
     gap: float
     warnings: list
+
+
+def ink_mask(lum: np.ndarray) -> np.ndarray:
+    """The ink of a line art from its luminance (imaging.luminance): the same pixels as
+    line_darkness >= INK_THRESHOLD, since float32 1 - lum is exact where lum >= 0.5."""
+    return lum <= 1.0 - INK_THRESHOLD
 
 
 def estimate_line_width(ink: np.ndarray) -> float:
@@ -94,23 +102,29 @@ def dilate_disk(mask: np.ndarray, radius: float) -> np.ndarray:
 
 
 def _grow(labels: np.ndarray, todo: np.ndarray, max_steps: int) -> np.ndarray:
-    """Grow nonzero labels into the pixels `todo` (flat indices into a padded
-    array whose border is 0), 4-connected, one pixel per step.  Returns the
+    """Grow nonzero labels into the unlabelled (0) pixels `todo` (sorted flat indices into the
+    C-contiguous `labels`, changed in place), 4-connected, one pixel per step.  Returns the
     flat indices still unlabelled."""
     flat = labels.ravel()
-    w = labels.shape[1]
-    offsets = (1, -1, w, -w)
+    h, w = labels.shape
+    # Each pixel's four neighbours; off the page a pixel names itself (0 while it is to do).
+    col = todo % w
+    nbs = [np.where(col > 0, todo - 1, todo), np.where(col < w - 1, todo + 1, todo),
+           np.where(todo >= w, todo - w, todo), np.where(todo < flat.size - w, todo + w, todo)]
+    del col
     for _ in range(max_steps):
         if todo.size == 0:
             break
-        best = np.zeros(todo.size, flat.dtype)
-        for off in offsets:
-            np.maximum(best, flat[todo + off], out=best)
+        best = flat[nbs[0]]
+        for nb in nbs[1:]:
+            np.maximum(best, flat[nb], out=best)
         hit = best > 0
         if not hit.any():
             break
         flat[todo[hit]] = best[hit]
-        todo = todo[~hit]
+        keep = ~hit
+        todo = todo[keep]
+        nbs = [nb[keep] for nb in nbs]
     return todo
 
 
@@ -124,39 +138,70 @@ def segment(ink: np.ndarray, gap: float):
         del blocked
     else:
         seeds = free
-    lab, n = ndi.label(seeds)
-    # Pad by one pixel so 4-neighbour lookups never leave the array.
-    padded = np.zeros((h + 2, w + 2), np.int32)
-    padded[1:-1, 1:-1] = lab
-    del lab
-    pfree = np.zeros((h + 2, w + 2), bool)
-    pfree[1:-1, 1:-1] = free & ~seeds
-    todo = np.flatnonzero(pfree)
-    del pfree
-    left = _grow(padded, todo, 1 << 30)
+    labels = np.empty((h, w), np.int32)
+    n = ndi.label(seeds, output=labels)
+    todo = np.flatnonzero(free & ~seeds)
+    del free, seeds
+    left = _grow(labels, todo, 1 << 30)
     if left.size:
         # Closed pockets no seed reached (smaller than the ball): regions of their own.
-        pocket = np.zeros(padded.shape, bool)
-        pocket.ravel()[left] = True
-        plab, pn = ndi.label(pocket)
-        padded.ravel()[left] = plab.ravel()[left] + n
+        if left.size <= _FEW_PIXELS:
+            plab, pn = label_pixels(left, w)
+        else:
+            pocket = np.zeros((h, w), bool)
+            pocket.ravel()[left] = True
+            plab, pn = ndi.label(pocket)
+            plab = plab.ravel()[left]
+        labels.ravel()[left] = plab + n
         n += pn
-    return padded[1:-1, 1:-1], n
+    return labels, n
 
 
-def fill_under_lines(labels: np.ndarray) -> np.ndarray:
-    """Give every 0 pixel the label of the nearest labelled pixel."""
+def label_pixels(idx: np.ndarray, w: int):
+    """4-connected components of a few pixels, given as sorted flat indices into an array of
+    row width `w`: (labels 1..k of each pixel, k), numbered in raster order of each
+    component's first pixel, as ndimage.label numbers them -- without a pass over the
+    whole array."""
+    k = idx.size
+    a, b = [], []
+    for right, off in ((True, 1), (False, w)):     # right and lower neighbours among the pixels
+        j = np.minimum(np.searchsorted(idx, idx + off), k - 1)
+        ok = idx[j] == idx + off
+        if right:
+            ok &= idx % w != w - 1          # not the next row's first pixel
+        a.append(np.flatnonzero(ok))
+        b.append(j[ok])
+    a, b = np.concatenate(a), np.concatenate(b)
+    root = np.arange(k)
+    while True:
+        # Hook each edge's two roots onto the smaller, then compress every path to its root:
+        # each component ends at its smallest index, i.e. its first pixel in raster order.
+        ra, rb = root[a], root[b]
+        if np.array_equal(ra, rb):
+            break
+        lo = np.minimum(ra, rb)
+        np.minimum.at(root, ra, lo)
+        np.minimum.at(root, rb, lo)
+        while True:
+            nxt = root[root]
+            if np.array_equal(nxt, root):
+                break
+            root = nxt
+    first, lab = np.unique(root, return_inverse=True)
+    return lab.reshape(-1) + 1, first.size
+
+
+def fill_under_lines(labels: np.ndarray, unlabelled: np.ndarray | None = None, in_place: bool = False) -> np.ndarray:
+    """Give every 0 pixel the label of the nearest labelled pixel.  `unlabelled`: the 0
+    pixels, when the caller knows them (labels == 0); `in_place`: fill `labels` itself
+    (C-contiguous) instead of a copy."""
     h, w = labels.shape
-    padded = np.zeros((h + 2, w + 2), np.int32)
-    padded[1:-1, 1:-1] = labels
-    inner = np.zeros(padded.shape, bool)
-    inner[1:-1, 1:-1] = labels == 0
-    left = _grow(padded, np.flatnonzero(inner), _MAX_GROW_STEPS)
-    out = padded[1:-1, 1:-1]
+    out = labels if in_place else np.array(labels, np.int32, order="C")
+    todo = np.flatnonzero(labels == 0 if unlabelled is None else unlabelled)
+    left = _grow(out, todo, _MAX_GROW_STEPS)
     if left.size:
         # Thick ink: exact Euclidean nearest label, on the bounding box only.
-        ys, xs = np.divmod(left, w + 2)
-        ys, xs = ys - 1, xs - 1
+        ys, xs = np.divmod(left, w)
         m = _MAX_GROW_STEPS + 2
         y0, y1 = max(ys.min() - m, 0), min(ys.max() + m + 1, h)
         x0, x1 = max(xs.min() - m, 0), min(xs.max() + m + 1, w)
@@ -164,16 +209,19 @@ def fill_under_lines(labels: np.ndarray) -> np.ndarray:
         if (box > 0).any():
             iy, ix = ndi.distance_transform_edt(box == 0, return_distances=False, return_indices=True)
             out[y0:y1, x0:x1] = box[iy, ix]
-    return np.ascontiguousarray(out)
+    return out
 
 
-def hint_pixels(ink: np.ndarray, hints: np.ndarray):
+def hint_pixels(ink: np.ndarray, hints):
     """Flat indices, RGB (int64) and alpha (float64) of the hint pixels that count (opaque
-    enough, not on ink): the only pixels a re-run with new hints has to look at."""
-    idx = np.flatnonzero(hints[..., 3] >= HINT_ALPHA_MIN)
-    idx = idx[~ink.ravel()[idx]]
-    px = hints.reshape(-1, 4)[idx].astype(np.int64)
-    return idx, px[:, :3], px[:, 3].astype(np.float64)
+    enough, not on ink): the only pixels a re-run with new hints has to look at.  `hints`:
+    canvas-sized RGBA or imaging.HintPixels."""
+    if not isinstance(hints, HintPixels):
+        hints = HintPixels.find(hints)
+    idx = hints.flat
+    keep = ~ink.ravel()[idx]
+    px = hints.rgba[keep].astype(np.int64)
+    return idx[keep], px[:, :3], px[:, 3].astype(np.float64)
 
 
 @dataclass
@@ -285,10 +333,12 @@ class LineArt:
     the region adjacency, areas and centroids.  The engine registry keeps these, so
     a re-run with new hints only looks at the hint pixels."""
 
-    def __init__(self, lines: np.ndarray, gap: float | None = None):
+    def __init__(self, lines: np.ndarray, gap: float | None = None, ink: np.ndarray | None = None):
+        """`ink`: ink_mask(luminance(lines)), when the caller has the luminance already."""
         _check_rgba(lines, "line art")
         self.warnings = []
-        ink = line_darkness(lines) >= INK_THRESHOLD
+        if ink is None:
+            ink = line_darkness(lines) >= INK_THRESHOLD
         if ink.all():
             raise UserError("the line art is solid ink: there are no regions to fill")
         if not ink.any():
@@ -299,7 +349,8 @@ class LineArt:
             raise UserError("gap must be zero or more pixels")
         labels, n = segment(ink, gap)
         self.ink, self.n, self.gap = ink, n, float(gap)
-        self.labels = fill_under_lines(labels)
+        # segment() labels every free pixel: the pixels left to fill are exactly the ink.
+        self.labels = fill_under_lines(labels, ink, in_place=True)
         self.shape = ink.shape
         self._adjacency = self._area = self._centroid = None
         self.extra: dict = {}            # per working size: compose.py's low-resolution tables
@@ -325,12 +376,16 @@ class LineArt:
             self._centroid = np.stack([ys / area, xs / area], 1)
         return self._centroid
 
-    def vote(self, hints: np.ndarray | None) -> Votes:
-        if hints is not None:
+    def vote(self, hints) -> Votes:
+        """`hints`: canvas-sized RGBA, imaging.HintPixels of this canvas, or None."""
+        if isinstance(hints, HintPixels):
+            shape = hints.shape
+        elif hints is not None:
             _check_rgba(hints, "hints")
-            if hints.shape[:2] != self.shape:
-                raise UserError(f"hints are {hints.shape[1]}x{hints.shape[0]} but the line art is "
-                                f"{self.shape[1]}x{self.shape[0]}: they must be the same size")
+            shape = hints.shape[:2]
+        if hints is not None and tuple(shape) != tuple(self.shape):
+            raise UserError(f"hints are {shape[1]}x{shape[0]} but the line art is "
+                            f"{self.shape[1]}x{self.shape[0]}: they must be the same size")
         return vote(self.labels, self.ink, hints, self.n)
 
 

@@ -167,18 +167,35 @@ def write_outputs(items):
 
 # --- line art -------------------------------------------------------------
 
+_LUM_ROWS = 64       # rows per band in luminance(): the temporaries stay in the cache
+
+
 def luminance(rgba: np.ndarray) -> np.ndarray:
-    """Luminance in [0, 1] of the image composited over white paper (float32)."""
+    """Luminance in [0, 1] of the image composited over white paper (float32).
+
+    A band of rows at a time (the same operations in the same order per pixel as on the
+    whole array, about three times faster on a big page)."""
     k = (LUMA / 255.0).astype(np.float32)
-    lum = rgba[..., 0] * k[0]
-    lum += rgba[..., 1] * k[1]
-    lum += rgba[..., 2] * k[2]
+    h, w = rgba.shape[:2]
+    lum = np.empty((h, w), np.float32)
     alpha = rgba[..., 3]
-    if alpha.min() < 255:
-        # lum * a + (1 - a)  ==  1 - a * (1 - lum)
-        lum -= 1.0
-        lum *= alpha * np.float32(1 / 255.0)
-        lum += 1.0
+    over_white = alpha.min() < 255 if alpha.size else False
+    c255 = np.float32(1 / 255.0)
+    t = np.empty((min(_LUM_ROWS, h), w), np.float32)
+    for y in range(0, h, _LUM_ROWS):
+        band, out = rgba[y:y + _LUM_ROWS], lum[y:y + _LUM_ROWS]
+        tb = t[:out.shape[0]]
+        np.multiply(band[..., 0], k[0], out=out)
+        np.multiply(band[..., 1], k[1], out=tb)
+        out += tb
+        np.multiply(band[..., 2], k[2], out=tb)
+        out += tb
+        if over_white:
+            # lum * a + (1 - a)  ==  1 - a * (1 - lum)
+            out -= 1.0
+            np.multiply(band[..., 3], c255, out=tb)
+            out *= tb
+            out += 1.0
     return lum
 
 
@@ -234,9 +251,10 @@ def _resize_gray(a: np.ndarray, h: int, w: int) -> np.ndarray:
     return np.asarray(Image.fromarray(a, "F").resize((w, h), Image.Resampling.LANCZOS), np.float32)
 
 
-def prepare_sketch(lines: np.ndarray, geo: Geometry) -> np.ndarray:
-    """1x1xPHxPW float32 in [-1, 1], white padding right and bottom."""
-    lum = luminance(lines)
+def prepare_sketch(lines: np.ndarray, geo: Geometry, lum: np.ndarray | None = None) -> np.ndarray:
+    """1x1xPHxPW float32 in [-1, 1], white padding right and bottom.  `lum`: luminance(lines),
+    when the caller has it already."""
+    lum = luminance(lines) if lum is None else lum
     if not geo.identity:
         lum = np.clip(_resize_gray(lum, geo.h, geo.w), 0.0, 1.0)
     out = np.ones((geo.ph, geo.pw), np.float32)
@@ -244,26 +262,64 @@ def prepare_sketch(lines: np.ndarray, geo: Geometry) -> np.ndarray:
     return (out * 2.0 - 1.0)[None, None]
 
 
-def prepare_hints(hints: np.ndarray | None, geo: Geometry) -> np.ndarray:
+@dataclass
+class HintPixels:
+    """The hint pixels that count (alpha >= HINT_ALPHA_MIN) on a canvas, found in one pass over
+    the hint layer (or the crop of it the plugin sent): the vote and the network's hint grid
+    look only at these, never at the whole layer again."""
+    shape: tuple                 # the canvas (H, W)
+    ys: np.ndarray               # canvas rows and columns (int64), in row-major order
+    xs: np.ndarray
+    rgba: np.ndarray             # K x 4 uint8
+
+    @classmethod
+    def find(cls, hints: np.ndarray, shape=None, origin=(0, 0)) -> "HintPixels":
+        """`hints`: H x W x 4 uint8 RGBA, the canvas's or a crop lying at `origin` (x, y) on a
+        canvas of `shape` (H, W; None: the hints are the canvas)."""
+        h, w = hints.shape[:2]
+        x0, y0 = origin
+        shape = tuple(shape) if shape is not None else (h, w)
+        if x0 < 0 or y0 < 0 or x0 + w > shape[1] or y0 + h > shape[0]:
+            raise UserError(f"the {w}x{h} hints at ({x0}, {y0}) do not lie inside the "
+                            f"{shape[1]}x{shape[0]} canvas")
+        if hints.flags.c_contiguous and np.little_endian:
+            # One comparison per pixel on 32-bit words: alpha is the top byte.
+            flat = np.flatnonzero(hints.view(np.uint32).reshape(h, w) >= np.uint32(HINT_ALPHA_MIN << 24))
+            rgba = hints.reshape(-1, 4)[flat]
+        else:
+            flat = np.flatnonzero(hints[..., 3] >= HINT_ALPHA_MIN)
+            rgba = hints.reshape(-1, 4)[flat] if hints.flags.c_contiguous else hints[hints[..., 3] >= HINT_ALPHA_MIN]
+        ys, xs = np.divmod(flat, w)
+        return cls(shape, ys + y0, xs + x0, rgba)
+
+    @property
+    def flat(self) -> np.ndarray:
+        """Flat canvas indices, sorted."""
+        return self.ys * self.shape[1] + self.xs
+
+
+def prepare_hints(hints, geo: Geometry) -> np.ndarray:
     """1x4x(PH/4)x(PW/4): each grid cell with any opaque hint pixel gets mask 1
-    and the alpha-weighted mean color of those pixels."""
+    and the alpha-weighted mean color of those pixels.  `hints`: canvas-sized RGBA,
+    HintPixels, or None."""
     gh, gw = geo.ph // HINT_SCALE, geo.pw // HINT_SCALE
     out = np.zeros((1, 4, gh, gw), np.float32)
     if hints is None:
         return out
-    a = hints[..., 3]
-    ys, xs = np.nonzero(a >= HINT_ALPHA_MIN)
+    if not isinstance(hints, HintPixels):
+        hints = HintPixels.find(hints)
+    ys, xs = hints.ys, hints.xs
     if ys.size == 0:
         return out
     # Canvas pixel -> cell of the quarter-resolution grid of the scaled content.
     cy = np.minimum((ys * geo.h // geo.height) // HINT_SCALE, gh - 1)
     cx = np.minimum((xs * geo.w // geo.width) // HINT_SCALE, gw - 1)
     cell = cy * gw + cx
-    wgt = a[ys, xs].astype(np.float64)
+    wgt = hints.rgba[:, 3].astype(np.float64)
     wsum = np.bincount(cell, weights=wgt, minlength=gh * gw)
     hit = wsum > 0
     for c in range(3):
-        s = np.bincount(cell, weights=wgt * hints[ys, xs, c], minlength=gh * gw)
+        s = np.bincount(cell, weights=wgt * hints.rgba[:, c], minlength=gh * gw)
         mean = np.where(hit, s / np.where(hit, wsum, 1.0), 0.0) / 255.0
         out[0, c] = np.where(hit, mean * 2.0 - 1.0, 0.0).reshape(gh, gw)
     out[0, 3] = hit.reshape(gh, gw)

@@ -9,17 +9,23 @@ I is the perceptual lightness L* (CIELAB), not luminance, and edges between
 flat colors of similar lightness (sky blue against green hills) are found from
 the CIELAB color difference: where the Lab image changes by more than
 `color_edge` ΔE per pixel, a line is drawn on the darker side of the edge.
+
+The "neural" method runs a color -> sketch generator instead (image2image.py),
+by default the line generator of an installed model (model.json "lines",
+cycle-open first).  `extract` is the one entry point of the command line, the
+worker and the benchmarks for both methods.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage as ndi
 
 from .errors import UserError
 
-METHODS = ("xdog",)
+METHODS = ("xdog", "neural")
 
 
 @dataclass(frozen=True)
@@ -177,15 +183,76 @@ def picture_darkness(rgba: np.ndarray, p: XDoGParams) -> np.ndarray:
     return ink
 
 
-def extract_lines(rgba: np.ndarray, method: str = "xdog", thickness: float = 1.0,
-                  transparent: bool = True) -> np.ndarray:
-    """RGBA line art (H x W x 4 uint8): black lines on transparency or on white."""
-    if method not in METHODS:
-        raise UserError(f"unknown line extraction method {method!r}: use {', '.join(METHODS)}")
+@dataclass
+class LinesResult:
+    rgba: np.ndarray            # H x W x 4 uint8: black lines on transparency (or on white)
+    engine: str                 # what ran: "Lines (XDoG)", "Lines (cycle-open)"
+    device: str = "CPU"
+    size: int | None = None     # the neural method's working size
+    warnings: list = field(default_factory=list)
+
+
+def neural_lines_model(model: str | None = None) -> tuple[str, str, int | None]:
+    """(generator file, label, model.json working size or None) for the neural method.
+
+    `model`: None, "" or "auto" for the installed model with a line generator
+    (cycle-open first), an installed model id, or a generator file."""
+    from . import store
+    from .modelmeta import is_model_path
+    if model in (None, "", "auto"):
+        m = store.default_lines_model()
+        if m is None:
+            raise UserError("no model with a line generator is installed (such as cycle-open): put its folder "
+                            f"in {store.models_dir()}, or name a color->sketch generator file "
+                            "(--model G_B.onnx or latest_net_G_B.pth)")
+    elif is_model_path(model):
+        if not os.path.isfile(model):
+            raise UserError(f"model file not found: {model}")
+        return model, os.path.basename(model), None
+    else:
+        m = store.find_model(model)
+        if m is None:
+            ids = ", ".join(x.id for x in store.lines_models()) or "none installed"
+            raise UserError(f"unknown line model {model!r}: use an installed model with a line generator "
+                            f"({ids}) or a model file")
+    path = store.lines_file(m)
+    if path is None:
+        raise UserError(f"the model {m.id!r} has no line generator (its model.json names no \"lines\" file)")
+    from .registry import model_size
+    # The line generator may do best at another size than the colors ("lines_size").
+    return path, m.label, model_size(m.meta, "lines_size") or model_size(m.meta)
+
+
+def _check_picture(rgba):
     if not (isinstance(rgba, np.ndarray) and rgba.ndim == 3 and rgba.shape[2] == 4 and rgba.dtype == np.uint8):
         raise UserError("the picture must be an RGBA 8-bit image")
     if min(rgba.shape[:2]) < 3:
         raise UserError("the picture is too small to extract lines from")
+
+
+def extract(rgba: np.ndarray, method: str = "xdog", thickness: float = 1.0, transparent: bool = True,
+            model: str | None = None, size: int | None = None, backend: str = "auto",
+            device: str = "auto") -> LinesResult:
+    """Line art of a picture with XDoG (`thickness`) or a neural generator (`model`, see
+    neural_lines_model; `size`: working size, default the model's own, else 512)."""
+    if method not in METHODS:
+        raise UserError(f"unknown line extraction method {method!r}: use {', '.join(METHODS)}")
+    _check_picture(rgba)
+    if method == "neural":
+        from .image2image import load_image2image, neural_lines
+        from .request import DEFAULT_SIZE
+        path, label, own = neural_lines_model(model)
+        size = size or own or DEFAULT_SIZE
+        warnings: list = []
+        out = neural_lines(rgba, path, size, backend, device, warnings)
+        runner = load_image2image(path, backend, device)      # the cached runner: what really ran
+        res = LinesResult(out, f"Lines ({label})", f"{runner.backend} · {runner.device}", size, warnings)
+        if not transparent:
+            ink = out[..., 3]
+            res.rgba = np.empty_like(out)
+            res.rgba[..., :3] = (255 - ink)[..., None]
+            res.rgba[..., 3] = 255
+        return res
     ink = picture_darkness(rgba, XDoGParams.for_thickness(thickness))
     a = np.clip(ink * 255.0 + 0.5, 0, 255).astype(np.uint8)
     out = np.zeros(rgba.shape, np.uint8)
@@ -194,4 +261,11 @@ def extract_lines(rgba: np.ndarray, method: str = "xdog", thickness: float = 1.0
     else:
         out[..., :3] = (255 - a)[..., None]
         out[..., 3] = 255
-    return out
+    return LinesResult(out, "Lines (XDoG)")
+
+
+def extract_lines(rgba: np.ndarray, method: str = "xdog", thickness: float = 1.0,
+                  transparent: bool = True, **neural) -> np.ndarray:
+    """RGBA line art (H x W x 4 uint8): black lines on transparency or on white
+    (`neural`: extract's model, size, backend, device)."""
+    return extract(rgba, method, thickness, transparent, **neural).rgba

@@ -16,8 +16,8 @@ import numpy as np
 from . import store
 from .errors import UserError
 from .compose import COMPOSE_MODES, DEFAULT_COMPOSE, SHADING_BLEND, compose
-from .flats import FILL_MODES, LineArt, flat_palette, paint
-from .imaging import geometry, prepare_hints, prepare_sketch, to_rgba
+from .flats import FILL_MODES, LineArt, flat_palette, ink_mask, paint
+from .imaging import geometry, luminance, prepare_hints, prepare_sketch, to_rgba
 from .modelmeta import KIND_ALACGAN, KIND_AUTO, check_backend, is_model_path, model_file_kind
 from .runtime import MODELS
 from .request import DEFAULT_SIZE, ENGINE_AUTO, ENGINE_FLATS, ColorizeRequest, ColorizeResult
@@ -67,9 +67,9 @@ def resolve(engine: str, i2v: str | None = None) -> ModelSpec | None:
     return _from_installed(m)
 
 
-def model_size(meta: dict) -> int | None:
-    """model.json's "size" when it is a usable working size, else None."""
-    v = meta.get("size")
+def model_size(meta: dict, key: str = "size") -> int | None:
+    """model.json's "size" (or `key`, e.g. "lines_size") when it is a usable working size, else None."""
+    v = meta.get(key)
     return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 and v % 32 == 0 else None
 
 
@@ -149,16 +149,20 @@ class LineArtCache:
         self.hits = self.misses = 0
         self._last = (None, None)
 
-    def key(self, lines: np.ndarray):
-        """digest(lines); the very array of the last call (the worker hands the line art it
-        kept back unchanged) is not hashed again.  Callers never modify a passed array."""
+    def key(self, lines: np.ndarray, name: str | None = None):
+        """digest(lines), or the caller's `name` for this content (request.lines_key: the worker
+        names each line art it receives); the very array of the last call (the worker hands the
+        line art it kept back unchanged) is not hashed again.  Callers never modify a passed array."""
+        if name is not None:
+            return ("named", name, lines.shape)
         if lines is self._last[0]:
             return self._last[1]
         k = digest(lines)
         self._last = (lines, k)
         return k
 
-    def get(self, lines: np.ndarray, gap: float | None, key=None) -> LineArt:
+    def get(self, lines: np.ndarray, gap: float | None, key=None, ink=None) -> LineArt:
+        """The analysis of `lines` (made now on a miss; `ink`: flats.ink_mask, if the caller has it)."""
         key = (key or self.key(lines), gap)
         if key in self._items:
             self.hits += 1
@@ -167,7 +171,7 @@ class LineArtCache:
         self.misses += 1
         while self._items and len(self._items) >= self.keep:
             self._items.pop(next(iter(self._items)))      # free before the new one is built
-        la = LineArt(lines, gap)
+        la = LineArt(lines, gap, ink)
         self._items[key] = la
         return la
 
@@ -191,22 +195,31 @@ class NeuralEngine:
     def device_label(self):
         return f"{self.colorizer.backend} · {self.colorizer.device}"
 
-    def colorize(self, req: ColorizeRequest, progress=None, lineart: LineArtCache | None = None) -> ColorizeResult:
+    def colorize(self, req: ColorizeRequest, progress=None, lineart: LineArtCache | None = None,
+                 out: np.ndarray | None = None) -> ColorizeResult:
+        """`out`: a spare canvas-sized array the composed result may be written into."""
         h, w = req.size_hw
         size = working_size(req, self.spec)
         mode = compose_mode(req, self.spec)
         geo = geometry(h, w, size, req.raw)
         lineart = lineart or LineArtCache(1)
-        lkey = lineart.key(req.lines)
+        lkey = lineart.key(req.lines, req.lines_key)
+        hints = req.hint_pixels()
         key = (geo, lkey)
         cached = key == self._cache_key
+        ink = None
         if not cached:
             _report(progress, 0.1, "line art features")
             self._cache_key, self._cache = None, None
-            self._cache = self.colorizer.encode(prepare_sketch(req.lines, geo))
+            lum = luminance(req.lines)          # once for the sketch and the regions' ink
+            sketch = prepare_sketch(req.lines, geo, lum)
+            if mode != "raw":
+                ink = ink_mask(lum)
+            del lum
+            self._cache = self.colorizer.encode(sketch)
             self._cache_key = key
         _report(progress, 0.5, "colors")
-        color = self.colorizer.decode(self._cache, prepare_hints(req.hints, geo))
+        color = self.colorizer.decode(self._cache, prepare_hints(hints, geo))
         label, labels, layers = self.spec.label, None, None
         warnings = []
         if mode == "raw":
@@ -215,16 +228,18 @@ class NeuralEngine:
                 warnings.append("the raw network result is one layer: use the flats composition for two")
         else:
             _report(progress, 0.8, "composing with flats")
-            la = lineart.get(req.lines, req.gap, lkey)
+            la = lineart.get(req.lines, req.gap, lkey, ink)
+            del ink
             net = (color[0, :, :geo.h, :geo.w].transpose(1, 2, 0) + 1.0) * 127.5
-            c = compose(la, la.vote(req.hints), net, mode, layers=req.layers)
+            order = _order(req)
+            c = compose(la, la.vote(hints), net, mode, layers=req.layers, bgra=order == "BGRA", out=out)
             rgba, labels = c.rgba, la.labels
             if req.layers:
                 layers = _layers(c.rgba, c.flats, c.shading)
             label += " + flats" if mode == "snap" else " + flats and shading"
         return ColorizeResult(rgba=rgba, engine=label, device=self.device_label, cached=cached,
                               labels=labels if req.want_labels else None, layers=layers, compose=mode,
-                              size=size, warnings=warnings)
+                              size=size, warnings=warnings, channel_order="RGBA" if mode == "raw" else order)
 
 
 class AutoColorEngine:
@@ -244,15 +259,17 @@ class AutoColorEngine:
         runner = load_image2image(path, req.backend, req.device)
         label, labels, layers = self.spec.label, None, None
         mode = compose_mode(req, self.spec)
-        if req.hints is not None and (req.hints[..., 3] > 0).any() and mode == "raw":
+        hp = req.hint_pixels()
+        if hp is not None and hp.ys.size and mode == "raw":
             self.warnings.append("this model ignores color hints (use Snap to flats to apply them)")
         if mode != "raw":
             _report(progress, 0.8, "composing with flats")
-            la = (lineart or LineArtCache(1)).get(req.lines, req.gap)
+            lineart = lineart or LineArtCache(1)
+            la = lineart.get(req.lines, req.gap, lineart.key(req.lines, req.lines_key))
             geo = geometry(*req.size_hw, size)
             net = np.asarray(Image.fromarray(np.ascontiguousarray(rgba[..., :3])).resize(
                 (geo.w, geo.h), Image.Resampling.BOX), np.float32)
-            c = compose(la, la.vote(req.hints), net, mode, layers=req.layers)
+            c = compose(la, la.vote(req.hint_pixels()), net, mode, layers=req.layers)
             rgba, labels = c.rgba, la.labels
             if req.layers:
                 layers = _layers(c.rgba, c.flats, c.shading)
@@ -272,15 +289,25 @@ def colorize_flats(req: ColorizeRequest, progress=None, lineart: LineArtCache | 
     if req.fill not in FILL_MODES or req.fill == "model":
         raise UserError(f"unknown fill mode {req.fill!r}: use nearest or none")
     _report(progress, 0.1, "regions")
-    la = (lineart or LineArtCache(1)).get(req.lines, req.gap)
-    votes = la.vote(req.hints)
+    lineart = lineart or LineArtCache(1)
+    la = lineart.get(req.lines, req.gap, lineart.key(req.lines, req.lines_key))
+    votes = la.vote(req.hint_pixels())
     if not votes.hinted.any():
         raise UserError("no hints: paint color strokes on the hint layer (opaque pixels inside the regions)")
     palette, _ = flat_palette(la, votes, req.fill)
+    order = _order(req)
+    if order == "BGRA":
+        palette = np.ascontiguousarray(palette[:, [2, 1, 0, 3]])
     rgba = paint(la.labels, palette)
     layers = [("Flats", rgba, "normal")] if req.layers else None
     return ColorizeResult(rgba=rgba, engine="Flats", device="CPU", warnings=list(la.warnings),
-                          labels=la.labels if req.want_labels else None, layers=layers, compose="flats")
+                          labels=la.labels if req.want_labels else None, layers=layers, compose="flats",
+                          channel_order=order)
+
+
+def _order(req: ColorizeRequest) -> str:
+    """The byte order an engine that can choose makes its images in."""
+    return "BGRA" if req.channel_order == "BGRA" else "RGBA"
 
 
 class Engines:
@@ -289,6 +316,14 @@ class Engines:
 
     def __init__(self):
         self.lineart = LineArtCache()
+        self._spare = None
+
+    def recycle(self, res: ColorizeResult):
+        """The caller is done with `res` (the worker, once the result is written out): its
+        canvas-sized array may take the next result, which saves the first-touch cost of
+        fresh memory on every re-run.  Nobody may use res.rgba afterwards."""
+        self._spare = res.rgba
+        res.rgba = None
 
     def neural(self, spec: ModelSpec, backend: str, device: str) -> NeuralEngine:
         return MODELS.get(("alacgan", spec.key, backend, device), lambda: NeuralEngine(spec, backend, device))
@@ -302,9 +337,13 @@ class Engines:
                 notes.append("no neural model installed: using flats")
             res = colorize_flats(req, progress, self.lineart)
         else:
-            eng = (AutoColorEngine(spec, req.backend, req.device) if spec.kind == KIND_AUTO
-                   else self.neural(spec, req.backend, req.device))
-            res = eng.colorize(req, progress, self.lineart)
+            if spec.kind == KIND_AUTO:
+                eng = AutoColorEngine(spec, req.backend, req.device)
+                res = eng.colorize(req, progress, self.lineart)
+            else:
+                eng = self.neural(spec, req.backend, req.device)
+                spare, self._spare = self._spare, None
+                res = eng.colorize(req, progress, self.lineart, out=spare)
             notes.extend(eng.warnings)
             eng.warnings.clear()
         res.warnings = notes + res.warnings

@@ -5,6 +5,8 @@ Layout:  <home>/models/<id>/model.json  +  the files it names
 model.json: {"id", "name", "kind": "alacgan", "onnx": "model.onnx",
              "fp16": "model.fp16.onnx" | null, "netg": ... | null, "i2v": ... | null,
              "license", "source"}
+            image-to-image pairs (kind "image2image") may add "lines": a color -> sketch
+            generator's file, used by line extraction's neural method
 Work areas, skipped by `installed_models()` because they start with a dot:
          <home>/models/.partial/   downloads in progress (resumable)
          <home>/models/.staging/   model folders being built, renamed into place when complete
@@ -143,6 +145,32 @@ PREFERRED_DEFAULTS = ("alac-open",)
 def default_model() -> InstalledModel | None:
     models = installed_models()
     for pref in PREFERRED_DEFAULTS:
+        for m in models:
+            if m.id == pref:
+                return m
+    return models[0] if models else None
+
+
+# Line extraction's neural method: a model whose model.json names a color -> sketch
+# generator ("lines": file), e.g. the cycle pair's G_B.
+LINES_KEY = "lines"
+PREFERRED_LINES = ("cycle-open",)
+
+
+def lines_file(m: InstalledModel) -> str | None:
+    """Absolute path of the model's line-art generator (model.json "lines"), if it has one."""
+    return _inside(m.folder, m.meta.get(LINES_KEY)) if isinstance(m.meta.get(LINES_KEY), str) else None
+
+
+def lines_models() -> list[InstalledModel]:
+    """Installed and bundled models with a line-art generator."""
+    return [m for m in installed_models() if lines_file(m)]
+
+
+def default_lines_model() -> InstalledModel | None:
+    """The model `lines --method neural` uses when none is named: cycle-open first."""
+    models = lines_models()
+    for pref in PREFERRED_LINES:
         for m in models:
             if m.id == pref:
                 return m

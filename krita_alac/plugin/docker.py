@@ -47,6 +47,14 @@ def current_docker():
     return live[0] if live else None
 
 
+# Model kinds (model.json "kind") that color without hints.
+AUTO_KINDS = ("image2image", "cyclegan")
+
+
+def _family(kind) -> str:
+    return "Auto colors" if kind in AUTO_KINDS else "AlacGAN"
+
+
 def model_choices(worker_info=None):
     """(label, engine id) for Flats and every installed model."""
     out = [("Flats (no model)", FLATS)]
@@ -54,13 +62,27 @@ def model_choices(worker_info=None):
     try:
         from ..engine import store
         for m in store.installed_models():
-            out.append((f"AlacGAN: {m.label}", m.id))
+            out.append((f"{_family(m.kind)}: {m.label}", m.id))
             seen.add(m.id)
     except Exception:  # noqa: BLE001  a broken model folder must not break the docker
         pass
     for m in (worker_info or {}).get("models", []):
         if m.get("id") not in seen:
-            out.append((f"AlacGAN: {m.get('name') or m.get('id')}", m.get("id")))
+            out.append((f"{_family(m.get('kind'))}: {m.get('name') or m.get('id')}", m.get("id")))
+    return out
+
+
+def line_methods(worker_info=None):
+    """(label, method) for Extract line art: XDoG, and Neural when a model with a line
+    generator is installed (the store's plain-Python part, or the worker's list)."""
+    out = [("XDoG", "xdog")]
+    try:
+        from ..engine import store
+        neural = store.default_lines_model() is not None
+    except Exception:  # noqa: BLE001  a broken model folder must not break the docker
+        neural = False
+    if neural or any(m.get("lines") for m in (worker_info or {}).get("models", [])):
+        out.append(("Neural", "neural"))
     return out
 
 
@@ -210,9 +232,13 @@ class ColorizeDocker(DockWidget):
         box.addLayout(run)
         extract = QHBoxLayout()
         self.extract_btn = QPushButton("Extract line art")
-        self.extract_btn.setToolTip(f"Extract line art (XDoG) from the active layer into a new layer "
-                                    f"'{krita_api.LINES_NAME}' above it")
+        self.extract_btn.setToolTip("Extract line art from the active layer into a new layer "
+                                    f"'{krita_api.LINES_NAME}' (or '{krita_api.LINE_METHODS['neural']}') above it")
         self.extract_btn.clicked.connect(lambda: self.extract_lines())
+        self.line_method_combo = QComboBox()
+        self.line_method_combo.setToolTip("XDoG: edges of the colors. Neural: the installed line model's "
+                                          "color-to-sketch generator (cycle-open)")
+        self._fill_line_methods(cfg.get("line_method") or "xdog")
         self.thickness_spin = QDoubleSpinBox()
         self.thickness_spin.setRange(0.1, 20.0)
         self.thickness_spin.setSingleStep(0.1)
@@ -220,6 +246,7 @@ class ColorizeDocker(DockWidget):
         self.thickness_spin.setValue(float(cfg.get("line_thickness") or 1.0))
         self.thickness_spin.setToolTip("Line thickness of Extract line art (1.0: thin lines)")
         extract.addWidget(self.extract_btn, 1)
+        extract.addWidget(self.line_method_combo)
         extract.addWidget(QLabel("Thickness"))
         extract.addWidget(self.thickness_spin)
         box.addLayout(extract)
@@ -257,8 +284,10 @@ class ColorizeDocker(DockWidget):
         self.colors_combo.currentIndexChanged.connect(lambda *_: self._engine_controls())
         for sig in (self.engine_combo.currentIndexChanged, self.size_spin.valueChanged,
                     self.colors_combo.currentIndexChanged, self.layers_check.toggled, self.auto_check.toggled,
-                    self.thickness_spin.valueChanged):
+                    self.thickness_spin.valueChanged, self.line_method_combo.currentIndexChanged):
             sig.connect(self._save_settings)
+        self.line_method_combo.currentIndexChanged.connect(lambda *_: self._line_controls())
+        self._line_controls()
 
     def _on_engine_changed(self, *_):
         """A model's own working size is the default when the artist picks it."""
@@ -293,12 +322,28 @@ class ColorizeDocker(DockWidget):
         if hasattr(self, "size_spin"):
             self._engine_controls()
 
+    def _fill_line_methods(self, want=None):
+        want = want or self.line_method_combo.currentData() or "xdog"
+        self.line_method_combo.blockSignals(True)
+        self.line_method_combo.clear()
+        for label, method in line_methods(self.client.info):
+            self.line_method_combo.addItem(label, method)
+        self.line_method_combo.setCurrentIndex(max(0, self.line_method_combo.findData(want)))
+        self.line_method_combo.blockSignals(False)
+        if hasattr(self, "thickness_spin"):
+            self._line_controls()
+
+    def _line_controls(self):
+        """The thickness is XDoG's: the neural generator draws its own lines."""
+        self.thickness_spin.setEnabled(self.line_method_combo.currentData() != "neural")
+
     def _save_settings(self, *_):
         try:
             settings.save({"engine": self.engine_combo.currentData() or FLATS, "size": self.size_spin.value(),
                            "colors": self.colors_combo.currentData() or "",
                            "layers": self.layers_check.isChecked(), "auto": self.auto_check.isChecked(),
-                           "line_thickness": self.thickness_spin.value()})
+                           "line_thickness": self.thickness_spin.value(),
+                           "line_method": self.line_method_combo.currentData() or "xdog"})
         except OSError:
             pass
 
@@ -396,6 +441,7 @@ class ColorizeDocker(DockWidget):
 
     def _on_worker_info(self, info):
         self._fill_engines()
+        self._fill_line_methods()
 
     def _on_worker_state(self, state):
         if state == "starting":
@@ -455,8 +501,10 @@ class ColorizeDocker(DockWidget):
             b.hide()
         doc = self._document()
         engine = self.engine_combo.currentData() or FLATS
+        # Auto updates our untouched result in place (the artist's stroke stays the undo
+        # step); the Colorize button adds a new layer (one undo step).
         job = krita_api.ColorizeJob(doc, self._selected(self.line_combo), self._selected(self.hint_combo),
-                                    engine, force=force, **self.options())
+                                    engine, force=force, in_place=auto, **self.options())
         try:
             job.prepare_first()       # the checks now; the rest of the layers read once started
         except krita_api.TooLargeError as e:
@@ -487,7 +535,8 @@ class ColorizeDocker(DockWidget):
         doc = self._document()
         source = doc.activeNode() if doc is not None else None
         try:
-            job = krita_api.LinesJob(doc, source, self.thickness_spin.value(), client=self.client, force=force)
+            job = krita_api.LinesJob(doc, source, self.thickness_spin.value(), client=self.client, force=force,
+                                     method=self.line_method_combo.currentData() or "xdog")
             job.prepare()
         except krita_api.TooLargeError as e:
             answer = QMessageBox.question(self, "Extract line art",
@@ -553,6 +602,8 @@ class ColorizeDocker(DockWidget):
         layers = [d.get("name") for d in r.get("layers") or [] if isinstance(d, dict)]
         where = (f"layers {' + '.join(repr(n) for n in layers)}" if len(layers) > 1 and job.options.get("layers")
                  else f"layer '{node.name()}'")
+        if job.report.get("in_place"):
+            where += " (updated)"
         msg = f"{r.get('engine', '?')} on {r.get('device', '?')}{how}, {float(r.get('seconds', 0)):.2f} s → {where}"
         if job.report.get("kept"):
             msg += f"\nYou had painted on the previous result: it is kept as '{job.report['kept']}'."
@@ -593,6 +644,7 @@ class ColorizeDocker(DockWidget):
         from .setup_dialog import SetupDialog
         SetupDialog(self.client, self).exec_()
         self._fill_engines()
+        self._fill_line_methods()
 
 
 def colorize_without_docker():
@@ -611,11 +663,16 @@ def colorize_without_docker():
 
 
 def extract_lines_without_docker():
-    """The Extract Line Art action when the docker is closed: active layer, saved thickness."""
+    """The Extract Line Art action when the docker is closed: active layer, saved thickness and
+    method (XDoG when the saved one is not offered any more)."""
     doc = Krita.instance().activeDocument()
     source = doc.activeNode() if doc is not None else None
-    _run_without_docker(lambda: krita_api.LinesJob(doc, source, float(settings.load().get("line_thickness") or 1.0))
-                        .prepare(), "Extract line art")
+    cfg = settings.load()
+    method = cfg.get("line_method") or "xdog"
+    if method not in [m for _, m in line_methods()]:
+        method = "xdog"
+    _run_without_docker(lambda: krita_api.LinesJob(doc, source, float(cfg.get("line_thickness") or 1.0),
+                                                   method=method).prepare(), "Extract line art")
 
 
 _background_jobs = set()

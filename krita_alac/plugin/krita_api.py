@@ -20,11 +20,13 @@ its place; the layer that was active stays active.
 """
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import mmap
 import os
 import re
+import threading
 import time
 
 from PyQt5.QtCore import QByteArray, QEventLoop, QObject, QTimer, pyqtSignal
@@ -40,12 +42,16 @@ HINTS_NAME = "Hints"
 HINTS_RE = re.compile(r"Hints( \d+)?$")   # "Hints", and "Hints 2"... made by New
 OPAQUE_LINE_ART = 0.98   # share of fully opaque pixels that means "scan on white"
 LINES_NAME = "Line art (XDoG)"
+LINE_METHODS = {"xdog": LINES_NAME, "neural": "Line art (Neural)"}   # method -> its layer's name
 LINES_RECORDS = "lines"  # annotation key of the extracted line-art layers
 IDLE_POLL_MS = 50        # a result that arrives during a brush stroke waits for its end
 IDLE_WAIT_MS = 120000
 # A result layer is written and fingerprinted this many bytes at a time, with Krita's
 # event loop running in between.
 STEP_BYTES = 8 << 20
+TILE_ROWS = 64            # Krita's tiles are 64x64: an in-place update compares and writes whole tile rows
+KEEP_LINE_COPIES = 1      # line-art copies kept (see _Copies): each is canvas-sized
+KEEP_RESULT_COPIES = 2    # copies of our result layers kept (one result, or Flats + Shading)
 ACTIVATE_AGAIN_MS = (0, 100, 400)   # when Krita's own layer activations may still come
 # Nodes that can be read as a picture (masks cannot).
 LAYER_TYPES = ("paintlayer", "grouplayer", "vectorlayer", "filelayer", "clonelayer", "filllayer")
@@ -100,9 +106,10 @@ def layer_digest_steps(node, step_bytes: int = 0):
         step = krita_io.band_rows(b.width() * 4)    # up to 16 bytes a pixel: bands of 64 MB at most
         if step_bytes:
             step = max(1, step_bytes // (b.width() * 4))
-        for y in range(b.y(), b.y() + b.height(), step):
-            h.update(bytes(node.pixelData(b.x(), y, b.width(), min(step, b.y() + b.height() - y))))
-            yield
+        for y0, n, end in krita_io.bands(b.height(), b.width(), step, True):   # raw pixels: a plain copy
+            h.update(bytes(node.pixelData(b.x(), b.y() + y0, b.width(), n)))
+            if end:
+                yield
     return h.hexdigest()
 
 
@@ -112,7 +119,99 @@ def _recorded(document, rec):
     if old is None or old.locked() or old.name() != rec.get("name") or old.type() != "paintlayer":
         return None
     # Records written before digests existed count as untouched.
-    return old, bool(rec.get("digest")) and layer_digest(old) != rec["digest"]
+    return old, bool(rec.get("digest")) and not holds_recorded(old, rec["digest"])
+
+
+def holds_recorded(node, digest: str) -> bool:
+    """Whether our layer still holds what we recorded (its digest): compared with our
+    copy of what we wrote when this session has one (bytes, far cheaper than
+    hashing the layer), else by hashing it."""
+    copy = RESULT_COPIES.get(krita_io.node_id(node))
+    if copy is not None and copy["digest"] == digest:
+        return same_as_copy(node, copy)
+    return layer_digest(node) == digest
+
+
+def _bounds(node):
+    b = node.bounds()
+    return (b.x(), b.y(), b.width(), b.height())
+
+
+def same_as_copy(node, copy) -> bool:
+    """The layer holds exactly our copy's bytes (same place, same color space: its
+    raw pixels, hence its digest, are those we wrote)."""
+    return (krita_io.is_srgb8(krita_io.color_space(node)) and _bounds(node) == tuple(copy["bounds"])
+            and krita_io.drain(krita_io.same_as_file_steps(node, copy["rect"], copy["path"], STEP_BYTES)))
+
+
+# -- copies of what we last read or wrote, in this Krita session ---------------
+class _Copies:
+    """Files in the worker client's temporary folder holding exactly what a layer
+    held when we last read it (line art) or wrote it (our result layers), as sRGB
+    BGRA8.  A later run compares the layer with its copy a band at a time: the same
+    bytes mean the line art's digest is unchanged (the worker still holds it), or
+    that our result layer is untouched (Auto then updates it in place, writing only
+    the tile rows that differ).  A copy is never trusted over the layer: any
+    difference falls back to the full path.  Retired copies are deleted once no
+    request may still name them."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.items = collections.OrderedDict()
+        self.retired = []
+
+    def get(self, key):
+        e = self.items.get(key)
+        if e is None or not os.path.isfile(e["path"]):
+            return None
+        self.items.move_to_end(key)
+        return e
+
+    def put(self, key, entry: dict):
+        old = self.items.pop(key, None)
+        if old is not None and old["path"] != entry["path"]:
+            self.retired.append(old["path"])
+        self.items[key] = entry
+        while len(self.items) > self.limit:
+            self.retired.append(self.items.popitem(last=False)[1]["path"])
+
+    def purge(self, client):
+        if client.pending():
+            return
+        for path in self.retired:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        self.retired = []
+
+
+LINE_COPIES = _Copies(KEEP_LINE_COPIES)       # (line-art layer id, rect) -> {"path", "digest", "visible", "opaque"}
+RESULT_COPIES = _Copies(KEEP_RESULT_COPIES)   # our result layer's id -> {"path", "rect", "bounds", "digest"}
+
+
+class _Hasher(threading.Thread):
+    """sha1 of `prefix` + a file's bytes, off the GUI thread (hashlib lets go of
+    the GIL while it hashes): the digest of a layer that will hold those bytes."""
+
+    def __init__(self, path: str, prefix: bytes):
+        super().__init__(daemon=True)
+        self.path, self.prefix = path, prefix
+        self.hexdigest = None
+        self.start()
+
+    def run(self):
+        try:
+            h = hashlib.sha1(self.prefix)
+            with open(self.path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+                h.update(m)
+            self.hexdigest = h.hexdigest()
+        except (OSError, ValueError):
+            pass
+
+
+class _Stopped(Exception):
+    """A job ended on purpose (cancelled) while writing: failed(message, kind)."""
 
 
 def previous_layers(document, source_node, kind: str = "results") -> list:
@@ -258,6 +357,7 @@ class WorkerJob(QObject):
         self._timer = None
         self._steps = None        # the rest of a prepare started by prepare_first()
         self._cancelled = False
+        self._writing = False     # the answer came: the layers are being written
 
     def prepare(self):
         return krita_io.drain(self.prepare_steps())
@@ -377,10 +477,15 @@ class WorkerJob(QObject):
         return self
 
     def cancel(self, message: str = "cancelled", kind: str = "cancelled"):
-        """End this job (and only this one): it fails with `kind`."""
+        """End this job (and only this one): it fails with `kind`.  While writing,
+        an in-place update is undone (the layer is left as it was) and new layers
+        are dropped, unless the layer stack has already begun to change (then the
+        few steps left are done)."""
         if self._steps is not None and self.rid is None:
             self._cancelled = (message, kind)     # still reading the layers: stops at the next band
-        if self.rid is not None:
+        if self._writing:
+            self._cancelled = (message, kind)
+        elif self.rid is not None:
             self.client.cancel(self.rid, message, kind)
 
     def _cleanup(self, *_):
@@ -424,6 +529,7 @@ class WorkerJob(QObject):
             self._timer.stop()          # answered in time: the layer is written
         self.timings["worker"] = time.perf_counter() - self._t_sent
         self.reply = header
+        self._writing = True
         if header.get("file"):
             # Mapped, not read: the pages go to the layer a band at a time.
             try:
@@ -451,15 +557,19 @@ class WorkerJob(QObject):
 
     def _step(self, steps):
         """One step of writing; the next one after Krita's event loop had its turn
-        (the GUI stays responsive while a canvas-sized layer is written)."""
+        (the GUI stays responsive while a canvas-sized layer is written).  A step
+        may yield a delay in ms (waiting for a brush stroke to end)."""
         t0 = time.perf_counter()
         try:
-            next(steps)
+            delay = next(steps)
         except StopIteration as e:
             self._longest("write_longest_step", t0)
             self.node = e.value
             self.timings["write"] = time.perf_counter() - self._t_write
             self.done.emit(self.node)
+            return
+        except _Stopped as e:
+            self.failed.emit(*e.args)
             return
         except UserError as e:
             self.failed.emit(str(e), "user")
@@ -469,7 +579,7 @@ class WorkerJob(QObject):
             return
         self.timings["write_steps"] += 1
         self._longest("write_longest_step", t0)
-        QTimer.singleShot(0, lambda: self._step(steps))
+        QTimer.singleShot(int(delay or 0), lambda: self._step(steps))
 
     def _longest(self, key, t0):
         """Keep the longest single step (what blocks Krita's GUI thread), for benchmarks."""
@@ -482,15 +592,29 @@ class WorkerJob(QObject):
 
 
 class ColorizeJob(WorkerJob):
-    """One colorize run (see WorkerJob)."""
+    """One colorize run (see WorkerJob).
 
-    def __init__(self, document, line_node, hint_node=None, engine="auto", client=None, **options):
+    in_place (the docker's Auto): when our previous result for this line art is
+    still exactly what we wrote (compared with this session's copy of it), its
+    layer(s) are updated in place -- only the tile rows that changed, a few at a
+    time with Krita's event loop free in between -- instead of replacing them
+    with new layers.  No layer is added or removed, so the stack, the active
+    layer and the layer's own settings (opacity, blending, visibility) stay, and
+    the update is not an undo step of its own: the artist's stroke is the undo
+    step, and undoing it makes Auto recolor back.  Anything else (no copy, a
+    selection, a document not in 8-bit sRGB, a layer the artist painted on,
+    renamed or locked) takes the normal path: new layers, one undo step each."""
+
+    def __init__(self, document, line_node, hint_node=None, engine="auto", client=None, in_place=False,
+                 **options):
         super().__init__(document, client, options.pop("force", False))
         self.line_node, self.hint_node = line_node, hint_node
         self.engine = engine
+        self.in_place = bool(in_place)
         self.options = {k: v for k, v in options.items() if v is not None}
         self._lines = self._hints = None
         self._hints_rect = self._hints_file = None
+        self._keep = []          # payload files the client must not delete (copies, the result)
 
     def prepare_steps(self):
         t0 = time.perf_counter()
@@ -505,8 +629,8 @@ class ColorizeJob(WorkerJob):
             raise UserError("the hint layer and the line-art layer are the same layer")
         self.rect, sel = work_rect(doc)
         check_size(self.rect, self.force, self.verb)
-        self._lines = yield from self._read_visible_steps(line, sel, f"the line-art layer '{line.name()}' is empty",
-                                                          "lines", STEP_BYTES)
+        self._lines = yield from self._read_lines_steps(line, sel)
+        self.timings["read_lines"] = time.perf_counter() - t0
         if self._lines["opaque"] >= OPAQUE_LINE_ART and line.blendingMode() != "multiply":
             self.notes.append("opaque")
         try:
@@ -515,6 +639,28 @@ class ColorizeJob(WorkerJob):
             self._cleanup()
             raise
         return self._read_done(sel, t0)
+
+    def _read_lines_steps(self, line, sel):
+        """The line art as a payload file and its digest.  Line art that is byte for
+        byte our copy from the last run on this layer (compared a band at a time:
+        no dump, no hashing) is sent as that copy, under its digest: the worker
+        still holds it.  Without a selection a new dump becomes the copy."""
+        key = (krita_io.node_id(line), tuple(self.rect))
+        copy = LINE_COPIES.get(key) if sel is None else None
+        if copy is not None:
+            same = yield from krita_io.same_as_file_steps(line, self.rect, copy["path"], STEP_BYTES)
+            self.timings["lines_unchanged"] = bool(same)
+            if same:
+                self._keep.append(copy["path"])
+                return dict(copy)
+        facts = yield from self._read_visible_steps(line, sel, f"the line-art layer '{line.name()}' is empty",
+                                                    "lines", STEP_BYTES)
+        if sel is None:
+            # The copy's file now (the next run compares with it): not deleted with this job's.
+            self._files.remove(facts["path"])
+            self._keep.append(facts["path"])
+            LINE_COPIES.put(key, dict(facts))
+        return facts
 
     def _read_hints_steps(self):
         """Only the part of the hint layer that has pixels (its exact bounds in the
@@ -534,19 +680,28 @@ class ColorizeJob(WorkerJob):
             return
         path = self.client.temp_path(f"hints-{id(self):x}-{time.monotonic_ns():x}")
         self._files.append(path)
-        facts = yield from krita_io.dump_layer_steps(self.hint_node, area, path, STEP_BYTES)
+        facts = yield from krita_io.dump_layer_steps(self.hint_node, area, path, STEP_BYTES, digest=False)
         if facts["visible"]:
             self._hints_file, self._hints_rect = path, crop
 
     def _send(self):
         x, y, w, h = self.rect
         lines = self._lines
+        result = self._result_path()
+        self._files.append(f"{result}.part")
+        # The result file stays after the answer: it is written to the layer from the
+        # file and may become the layer's copy.
         rid = self.client.colorize(w, h, None, self._hints, dict(self.options, engine=self.engine),
                                    lines_file=lines["path"], lines_digest=lines["digest"],
                                    hints_rect=self._hints_rect, hints_file=self._hints_file,
-                                   result_file=self._result_path())
+                                   result_file=result, keep=self._keep + [result])
         self._hints = None
         return rid
+
+    def _cleanup(self, *_):
+        super()._cleanup()
+        for copies in (LINE_COPIES, RESULT_COPIES):
+            copies.purge(self.client)
 
     def _write(self, header, payload):
         return krita_io.drain(self._write_steps(header, payload))
@@ -555,20 +710,31 @@ class ColorizeJob(WorkerJob):
         engine = str(header.get("engine", ""))
         layers = header.get("layers")
         if self.options.get("layers") and isinstance(layers, list) and layers:
-            items = self._layer_items(layers, payload)
+            items, files = self._layer_items(layers, payload)
         else:
             if self.mask is not None:
                 payload = bytes(payload)   # the selection blend works on whole buffers (the selection's size)
-            items = [(result_layer_name(engine), payload, "normal")]
-        return (yield from write_result_steps(self.document, self.line_node, items, self.rect, self.mask, engine,
-                                              self.report))
+            items, files = [(result_layer_name(engine), payload, "normal")], [header.get("file")]
+        if self.in_place:
+            plan = self._in_place_plan(items, files)
+            self.timings["in_place"] = plan is not None
+            if plan is not None:
+                node = yield from self._in_place_steps(plan, engine)
+                if node is not None:
+                    return node
+                self.timings["in_place"] = False    # painted on meanwhile: new layers after all
+        node = yield from write_result_steps(self.document, self.line_node, items, self.rect, self.mask, engine,
+                                             self.report, files, lambda: self._cancelled)
+        self._keep_copies(files)
+        return node
 
     def _layer_items(self, layers, payload):
-        """[(name, bgra, blend)] from the result header's "layers": each in its file
-        (next to the result file, deleted with this job's files) or inline after the result."""
+        """([(name, bgra, blend)], [its file or None]) from the result header's
+        "layers": each in its file (next to the result file, deleted with this
+        job's files) or inline after the result."""
         n = self.rect[2] * self.rect[3] * 4
         at = n     # inline layers follow the result's own n bytes
-        items = []
+        items, files = [], []
         for d in layers:
             if d.get("file"):
                 with open(d["file"], "rb") as f:
@@ -579,17 +745,198 @@ class ColorizeJob(WorkerJob):
             if len(data) != n:
                 raise UserError(f"the engine's layer '{d.get('name')}' has {len(data)} bytes, not {n}")
             items.append((str(d.get("name") or "Colors"), data, str(d.get("blend") or "normal")))
-        return items
+            files.append(d.get("file"))
+        return items, files
+
+    # -- copies of our result layers, and the in-place update ----------------
+    def _copyable(self, files) -> bool:
+        """Our layers will hold exactly the files' bytes: the whole canvas, no
+        selection, an 8-bit sRGB document (no conversion), every item in a file."""
+        doc = self.document
+        return (self.mask is None and tuple(self.rect) == (0, 0, doc.width(), doc.height())
+                and krita_io.is_srgb8(krita_io.color_space(doc)) and bool(files) and all(files))
+
+    def _keep_copies(self, files):
+        """After new layers: each result file becomes the copy of the layer it went to."""
+        if not self._copyable(files):
+            return
+        rec = load_records(self.document).get(krita_io.node_id(self.line_node)) or {}
+        recs = [rec] + [r for r in rec.get("layers") or [] if isinstance(r, dict)]
+        if len(recs) != len(files):
+            return
+        for r, path in zip(recs, files):
+            node = krita_io.find_node(self.document, r.get("result", ""))
+            if node is None or not r.get("digest") or not krita_io.is_srgb8(krita_io.color_space(node)):
+                continue
+            if path in self._files:
+                self._files.remove(path)
+            RESULT_COPIES.put(r["result"], {"path": path, "rect": tuple(self.rect), "bounds": _bounds(node),
+                                            "digest": r["digest"]})
+
+    def _in_place_plan(self, items, files):
+        """[(our layer, its new bytes, its copy, the file of those bytes)], bottom first,
+        when each item has our untouched layer of the same name to update; else None.
+        (Untouched: checked band by band against the copy while writing.)"""
+        doc = self.document
+        if not self._copyable(files):
+            return None
+        rec = load_records(doc).get(krita_io.node_id(self.line_node))
+        if not rec:
+            return None
+        recs = [rec] + [r for r in rec.get("layers") or [] if isinstance(r, dict)]
+        if len(recs) != len(items):
+            return None
+        plan = []
+        for r, (name, data, _), path in zip(recs, items, files):
+            node = krita_io.find_node(doc, r.get("result", ""))
+            copy = RESULT_COPIES.get(r.get("result", ""))
+            if (node is None or copy is None or node.type() != "paintlayer" or node.locked()
+                    or r.get("name") != name or node.name() != name or copy["digest"] != r.get("digest")
+                    or tuple(copy["rect"]) != tuple(self.rect) or len(data) != self.rect[2] * self.rect[3] * 4
+                    or not krita_io.is_srgb8(krita_io.color_space(node)) or _bounds(node) != tuple(copy["bounds"])):
+                return None
+            plan.append((node, data, copy, path))
+        return plan
+
+    def _wait_idle(self):
+        """Steps until no brush stroke runs (the pixels must not change under one)."""
+        waited = 0
+        while waited < IDLE_WAIT_MS:
+            if self.document.tryBarrierLock():
+                self.document.unlock()
+                return
+            yield IDLE_POLL_MS
+            waited += IDLE_POLL_MS
+
+    def _in_place_steps(self, plan, engine):
+        """Write the tile rows where the new result differs from our copy of the old
+        one, STEP_BYTES of the canvas per step (with no brush stroke running).  Each
+        row of the layer is compared with the copy as the sweep passes it: at the
+        first one the artist painted on, nothing more is written, the rows written
+        so far are put back and None returned (new layers instead).  (Paint added
+        during the sweep to a row already passed is found by the next run's sweep,
+        before it writes anything.)  Cancelled, or our layer or the line art
+        gone, the rows written are put back too: the layer is then exactly as it
+        was.  Returns the top node, the record and the copies updated."""
+        doc, line = self.document, self.line_node
+        x, y, w, h = self.rect
+        row = w * 4
+        step = max(TILE_ROWS, STEP_BYTES // row // TILE_ROWS * TILE_ROWS)
+        hashers = [_Hasher(path, f"{x},{y},{w},{h};".encode()) for _, _, _, path in plan]
+        olds = []
+        # The rows written, to put back: (layer, new bytes, old bytes, first row, rows).
+        written = []
+        try:
+            for _, _, copy, _ in plan:
+                with open(copy["path"], "rb") as f:
+                    olds.append(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
+            for y0 in range(0, h, step):
+                yield from self._wait_idle()
+                self._check_in_place(plan, written)
+                for b0 in range(y0, min(h, y0 + step), TILE_ROWS):
+                    n = min(TILE_ROWS, h - b0)
+                    a, z = b0 * row, (b0 + n) * row
+                    for (node, data, _, _), old in zip(plan, olds):
+                        # Every row is compared, written or not: a layer painted on anywhere is
+                        # no longer ours to update.
+                        before = old[a:z]
+                        if bytes(node.pixelData(x, y + b0, w, n)) != before:
+                            self._put_back(written)
+                            return None
+                        new = data[a:z]
+                        if new != before:
+                            node.setPixelData(QByteArray(new), x, y + b0, w, n)
+                            written.append((node, data, old, b0, n))
+                        del new, before
+                yield
+            yield from self._wait_idle()
+            self._check_in_place(plan, written)
+            self.timings["rows_written"] = len(written) * TILE_ROWS
+            # Pixels written with setPixelData show once the projection is recomputed
+            # (Krita 5.1's scripting API has no smaller update than the whole image).
+            if written:
+                t0 = time.perf_counter()
+                doc.refreshProjection()
+                self.timings["refresh"] = time.perf_counter() - t0
+                yield
+        except BaseException:
+            self._put_back(written)
+            raise
+        finally:
+            for m in olds:
+                m.close()
+        # The record: the same layers, with the digests of what they hold now.
+        digests = []
+        t0 = time.perf_counter()
+        for (node, _, _, _), hasher in zip(plan, hashers):
+            if _bounds(node) == (x, y, w, h):
+                while hasher.is_alive():
+                    yield 2
+                d = hasher.hexdigest
+            else:
+                d = None
+            digests.append(d or (yield from layer_digest_steps(node, STEP_BYTES)))
+        self.timings["digest_wait"] = time.perf_counter() - t0
+        records = load_records(doc)
+        rec = records.get(krita_io.node_id(line)) or {}
+        recs = [rec] + [r for r in rec.get("layers") or [] if isinstance(r, dict)]
+        for r, (node, _, _, path), d in zip(recs, plan, digests):
+            r["digest"] = d
+            if path in self._files:
+                self._files.remove(path)
+            RESULT_COPIES.put(krita_io.node_id(node), {"path": path, "rect": tuple(self.rect),
+                                                       "bounds": _bounds(node), "digest": d})
+        rec["engine"] = engine
+        save_records(doc, records)
+        self.report["in_place"] = True
+        return plan[-1][0]
+
+    def _check_in_place(self, plan, written):
+        """Between steps: stop (putting the rows back) when cancelled, or when our
+        layer or the line art left the document."""
+        doc = self.document
+        if self._cancelled:
+            self._put_back(written)
+            raise _Stopped(*self._cancelled)
+        if krita_io.find_node(doc, krita_io.node_id(self.line_node)) is None:
+            self._put_back(written)
+            raise UserError("the line-art layer was removed while colorizing")
+        for node, _, _, _ in plan:
+            if krita_io.find_node(doc, krita_io.node_id(node)) is None:
+                self._put_back(written)
+                raise UserError(f"the layer '{node.name()}' was removed while colorizing")
+
+    def _put_back(self, written):
+        """Undo an in-place update: each row we wrote gets its old pixels again, unless
+        the artist painted on it since (then their paint stays).  The layer is
+        then what it was (it may be out of the document: undone by the artist)."""
+        x, y, w, _ = self.rect
+        row = w * 4
+        for node, data, old, b0, n in reversed(written):
+            a, z = b0 * row, (b0 + n) * row
+            try:
+                if bytes(node.pixelData(x, y + b0, w, n)) == data[a:z]:
+                    node.setPixelData(QByteArray(old[a:z]), x, y + b0, w, n)
+            except RuntimeError:     # the document was closed meanwhile
+                return
+        if written:
+            del written[:]
+            try:
+                self.document.refreshProjection()
+            except RuntimeError:
+                pass
 
 
 class LinesJob(WorkerJob):
-    """Extract line art from a colored layer (the worker's "lines" op, XDoG)."""
+    """Extract line art from a colored layer (the worker's "lines" op): method "xdog", or
+    "neural" with the line generator of `model` (None: the engine's default, cycle-open first)."""
     verb = "extract lines from"
 
-    def __init__(self, document, source_node, thickness=1.0, client=None, force=False):
+    def __init__(self, document, source_node, thickness=1.0, client=None, force=False, method="xdog", model=None):
         super().__init__(document, client, force)
         self.source_node = source_node
         self.thickness = float(thickness)
+        self.method, self.model = method, model
         self._image = None
 
     def prepare(self):
@@ -605,6 +952,8 @@ class LinesJob(WorkerJob):
             raise UserError(f"the layer '{src.name()}' is not in this document any more")
         if not (0 < self.thickness <= 20):
             raise UserError(f"line thickness must be between 0 and 20, got {self.thickness:g}")
+        if self.method not in LINE_METHODS:
+            raise UserError(f"unknown line extraction method {self.method!r}: use {' or '.join(LINE_METHODS)}")
         self.rect, sel = work_rect(doc)
         x, y, w, h = self.rect
         if min(w, h) < 3:
@@ -617,13 +966,13 @@ class LinesJob(WorkerJob):
     def _send(self):
         x, y, w, h = self.rect
         return self.client.lines(w, h, None, self.thickness, image_file=self._image["path"],
-                                 result_file=self._result_path())
+                                 result_file=self._result_path(), method=self.method, model=self.model)
 
     def _write(self, header, payload):
         if self.mask is not None:
             payload = bytes(payload)
         return write_lines(self.document, self.source_node, payload, self.rect, self.mask,
-                           str(header.get("engine", "")), self.report)
+                           str(header.get("engine", "")), self.report, LINE_METHODS[self.method])
 
 
 def _write_layer(document, source, bgra: bytes, rect, mask, name: str, engine_label: str, kind: str, place,
@@ -639,7 +988,8 @@ def _write_layers(document, source, items, rect, mask, engine_label: str, kind: 
 
 
 def _write_layers_steps(document, source, items, rect, mask, engine_label: str, kind: str, place, report=None,
-                        step_bytes: int = 0, removed: str = "the layer was removed while writing the result"):
+                        step_bytes: int = 0, removed: str = "the layer was removed while writing the result",
+                        files=None, stop=None):
     """New paint layers next to `source`, items = [(name, bgra, blending mode)]
     bottom first (place(parent, new, source) puts each; for results, each goes
     directly below the line art, so they stack in the items' order), replacing
@@ -652,7 +1002,11 @@ def _write_layers_steps(document, source, items, rect, mask, engine_label: str, 
     step_bytes, else bands of krita_io.BAND_BYTES), while the new layers are
     not in the document yet; then our previous layers are looked at again (the
     artist may have painted on one meanwhile) and the stack changes, one step
-    for the removals and one for each new layer.  Returns the new nodes."""
+    for the removals and one for each new layer.  Returns the new nodes.
+
+    files: the file each item's bytes come from (or None), so that a new layer's
+    digest is hashed from the file off the GUI thread rather than read back;
+    stop(): (message, kind) to give up before the document changes (_Stopped)."""
     x, y, w, h = rect
     olds = {}
     for old, edited in previous_layers(document, source, kind):
@@ -661,7 +1015,11 @@ def _write_layers_steps(document, source, items, rect, mask, engine_label: str, 
     doc_space = krita_io.color_space(document)
     rows = max(1, step_bytes // (w * 4)) if step_bytes else krita_io.band_rows(w)
     new_nodes = []
-    for name, bgra, blend in items:
+    for i, (name, bgra, blend) in enumerate(items):
+        hasher = None
+        if mask is None and files and files[i] and krita_io.is_srgb8(doc_space):
+            # The layer's digest if its pixels are the file's bytes where we write them.
+            hasher = _Hasher(files[i], f"{x},{y},{w},{h};".encode())
         old = (olds.get(name) or [None])[0]   # a selection redo keeps this one's pixels elsewhere
         if mask is not None:
             if old is not None:
@@ -678,8 +1036,18 @@ def _write_layers_steps(document, source, items, rect, mask, engine_label: str, 
             W, H = document.width(), document.height()
             new.setPixelData(old.pixelData(0, 0, W, H), 0, 0, W, H)
         yield from krita_io.write_bgra8_steps(new, bgra, rect, doc_space, rows)
-        digest = yield from layer_digest_steps(new, step_bytes)
+        if stop is not None and stop():
+            raise _Stopped(*stop())
+        digest = None
+        if hasher is not None and _bounds(new) == (x, y, w, h):
+            while hasher.is_alive():
+                yield 2
+            digest = hasher.hexdigest
+        if digest is None:
+            digest = yield from layer_digest_steps(new, step_bytes)
         new_nodes.append((new, name, digest))
+    if stop is not None and stop():
+        raise _Stopped(*stop())
     # The document changes from here on.
     if krita_io.find_node(document, krita_io.node_id(source)) is None:
         raise UserError(removed)
@@ -749,14 +1117,15 @@ def write_result(document, line_node, bgra: bytes, rect, mask, engine_label: str
                         "results", insert_below, report)
 
 
-def write_result_steps(document, line_node, items, rect, mask, engine_label: str, report=None):
+def write_result_steps(document, line_node, items, rect, mask, engine_label: str, report=None, files=None,
+                       stop=None):
     """write_result (one item) or write_result_layers, as steps (see _write_layers_steps)
     with Krita's event loop free between them.  Returns the top new node."""
     if krita_io.find_node(document, krita_io.node_id(line_node)) is None:
         raise UserError("the line-art layer was removed while colorizing")
     nodes = yield from _write_layers_steps(document, line_node, items, rect, mask, engine_label, "results",
                                            insert_below, report, STEP_BYTES,
-                                           "the line-art layer was removed while colorizing")
+                                           "the line-art layer was removed while colorizing", files, stop)
     return nodes[-1]
 
 
@@ -774,12 +1143,13 @@ def insert_above(parent, new_node, source):
     parent.addChildNode(new_node, source)
 
 
-def write_lines(document, source, bgra: bytes, rect, mask, engine_label: str = "Lines (XDoG)", report=None):
-    """Put extracted line art in a new paint layer directly above the source
-    layer and retire our previous extraction from it.  Returns the new node."""
+def write_lines(document, source, bgra: bytes, rect, mask, engine_label: str = "Lines (XDoG)", report=None,
+                name: str = LINES_NAME):
+    """Put extracted line art in a new paint layer `name` directly above the source
+    layer and retire our previous extraction from it (of either method).  Returns the new node."""
     if krita_io.find_node(document, krita_io.node_id(source)) is None:
         raise UserError("the layer was removed while extracting line art")
-    return _write_layer(document, source, bgra, rect, mask, LINES_NAME, engine_label, LINES_RECORDS, insert_above,
+    return _write_layer(document, source, bgra, rect, mask, name, engine_label, LINES_RECORDS, insert_above,
                         report)
 
 
@@ -823,15 +1193,16 @@ def colorize(document, line_layer, hint_layer=None, engine="auto", wait=True, **
     return _run(job, wait, timeout)
 
 
-def extract_lines(document, layer, thickness=1.0, wait=True, timeout=None, client=None, force=False):
+def extract_lines(document, layer, thickness=1.0, wait=True, timeout=None, client=None, force=False,
+                  method="xdog", model=None):
     """Scripting entry point (see krita_alac.extract_lines): line art of `layer`
-    in a new layer "Line art (XDoG)" directly above it.
+    in a new layer "Line art (XDoG)" (method "neural": "Line art (Neural)") directly above it.
 
     wait=True returns the new node (UserError on failure); wait=False returns
     the started LinesJob with done/failed signals."""
     if isinstance(layer, str):
         layer = document.nodeByName(layer) if document is not None else None
-    job = LinesJob(document, layer, thickness, client=client, force=force)
+    job = LinesJob(document, layer, thickness, client=client, force=force, method=method, model=model)
     job.prepare()
     extract_lines.last_job = job
     return _run(job, wait, timeout)

@@ -17,6 +17,7 @@ DEFAULTS = {
     "layers": False,         # neural results as two layers, Flats + Shading (Grain Merge)
     "auto": False,
     "line_thickness": 1.0,   # Extract line art: XDoG line thickness
+    "line_method": "xdog",   # Extract line art: "xdog" or "neural" (an installed line model)
     "max_pixels": ASK_ABOVE_PIXELS,   # above this, ask before colorizing
     "flavour": "cpu",        # engine setup: "cpu" (onnxruntime) or "gpu" (onnxruntime-gpu)
 }

@@ -279,11 +279,12 @@ class WorkerClient(QObject):
         return rid
 
     def colorize(self, width: int, height: int, lines, hints, options: dict, *, lines_file=None,
-                 lines_digest=None, hints_rect=None, hints_file=None, result_file=None) -> int:
+                 lines_digest=None, hints_rect=None, hints_file=None, result_file=None, keep=()) -> int:
         """Line art inline (`lines` bytes) or in `lines_file`; hints inline, in
         `hints_file`, or None, covering `hints_rect` (x, y, w, h) or the canvas;
         the result inline, or in `result_file`.  With `lines_digest`, line art
-        the worker already holds is not sent again."""
+        the worker already holds is not sent again.  The payload files are
+        deleted once answered, except those in `keep` (the caller's)."""
         header = dict(options, op="colorize", width=width, height=height, format="BGRA8",
                       lines=len(lines) if lines else 0, hints=len(hints) if hints else 0)
         payloads = [p for p in (lines, hints) if p]
@@ -293,7 +294,7 @@ class WorkerClient(QObject):
                 header[key] = val
         if hints_rect is not None:
             header["hints_rect"] = [int(v) for v in hints_rect]
-        files = [lines_file, hints_file, result_file]
+        files = [f for f in (lines_file, hints_file, result_file) if f not in keep]
         if not lines_digest:
             return self.request(header, payloads, files)
         lean = dict(header, lines=0)
@@ -302,10 +303,13 @@ class WorkerClient(QObject):
         return self.request(lean, lean_payloads, files, full=(header, payloads))
 
     def lines(self, width: int, height: int, image, thickness: float = 1.0, transparent: bool = True, *,
-              image_file=None, result_file=None) -> int:
-        """Line art of a colored picture (XDoG); answered with a result like colorize."""
+              image_file=None, result_file=None, method: str = "xdog", model=None) -> int:
+        """Line art of a colored picture (XDoG, or "neural": the line generator of `model`,
+        None for the engine's default); answered with a result like colorize."""
         header = dict(op="lines", width=width, height=height, format="BGRA8", image=len(image) if image else 0,
-                      thickness=float(thickness), transparent=bool(transparent), method="xdog")
+                      thickness=float(thickness), transparent=bool(transparent), method=method)
+        if model:
+            header["model"] = model
         for key, val in (("image_file", image_file), ("result_file", result_file)):
             if val:
                 header[key] = val

@@ -389,7 +389,8 @@ def s_stroke():
                 x, y, rgb = stroke
                 hints.setPixelData(QByteArray(bytes((rgb[2], rgb[1], rgb[0], 255)) * (50 * 8)), x, y, 50, 8)
             docker.hint_signature(hints)
-            return krita_api.ColorizeJob(doc, lines, hints, engine).prepare_first()    # as the docker does
+            # As the docker's Auto does (in place once there is our result to update).
+            return krita_api.ColorizeJob(doc, lines, hints, engine, in_place=True).prepare_first()
         return start
 
     for i, stroke in enumerate([None] + [tuple(s) for s in CFG["strokes"]]):
@@ -399,6 +400,7 @@ def s_stroke():
             raise RuntimeError(f"run {i} failed: {outcome.get('error')}")
         out["runs"].append({"fresh": stroke is None, "seconds": secs, "max_gap_ms": gap,
                             "timings": job.timings, "worker_seconds": job.reply.get("seconds"),
+                            "layer_id": krita_io.node_id(outcome["node"]),
                             "engine": job.reply.get("engine"), "compose": job.reply.get("compose"),
                             "size": job.reply.get("size"), "layer": outcome["node"].name()})
     # What single calls on the GUI thread cost (the heartbeat's longest gap is one of them).

@@ -3,7 +3,8 @@
 Steps run from timers (never blocking Krita): open a document, show the
 docker, press Colorize, wait, take a screenshot, try undo/redo, press
 Colorize again, try Auto, press Extract line art (and undo it, and once on an
-empty layer), write facts to $KRITA_ALAC_GUI_OUT/gui.json, quit Krita.
+empty layer, and once with the Neural method, its source and result pixels
+dumped to $KRITA_ALAC_GUI_DUMP), write facts to $KRITA_ALAC_GUI_OUT/gui.json, quit Krita.
 """
 import json
 import os
@@ -101,6 +102,9 @@ class Probe:
                            for i in range(d.colors_combo.count())]
         facts["colors_enabled"], facts["layers_enabled"] = d.colors_combo.isEnabled(), d.layers_check.isEnabled()
         facts["options"] = d.options()
+        facts["line_methods"] = [(d.line_method_combo.itemText(i), d.line_method_combo.itemData(i))
+                                 for i in range(d.line_method_combo.count())]
+        facts["line_method"] = d.line_method_combo.currentData()
         from krita_alac.plugin import settings
         d.layers_check.setChecked(True)          # saved at once, like every docker setting
         facts["layers_saved"] = settings.load().get("layers")
@@ -220,8 +224,31 @@ class Probe:
             self.docker.extract_btn.click()
             facts["extract_empty_status"] = self.docker.status.text()
             facts["extract_empty_layers"] = layer_names(self.doc)
-            self.finish()
+            self.step("extract_neural", self.extract_neural, 300)
         QTimer.singleShot(500, press)
+
+    def extract_neural(self):
+        """Extract line art from the Hints layer with the Neural method (the installed line model)."""
+        from krita_alac.plugin import krita_io, settings
+        d = self.docker
+        self.doc.setActiveNode(self.hints)
+        facts["neural_layers_before"] = layer_names(self.doc)
+        d.line_method_combo.setCurrentIndex(d.line_method_combo.findData("neural"))
+        facts["neural_thickness_enabled"] = d.thickness_spin.isEnabled()
+        facts["neural_saved"] = settings.load().get("line_method")
+        dump = os.environ.get("KRITA_ALAC_GUI_DUMP")
+
+        def after():
+            from krita_alac.plugin import krita_api
+            rec = krita_api.load_records(self.doc, "lines").get(krita_io.node_id(self.hints), {})
+            node = krita_io.find_node(self.doc, rec.get("result", ""))
+            facts["neural_result"] = node.name() if node is not None else None
+            if dump and node is not None:
+                for name, n in (("neural_source.bgra", self.hints), ("neural_result.bgra", node)):
+                    with open(os.path.join(dump, name), "wb") as f:
+                        f.write(krita_io.read_bgra8(n, (0, 0, N, N)))
+            self.finish()
+        QTimer.singleShot(300, lambda: self.click("extract_neural", after, d.extract_btn))
 
     def result_id(self):
         from krita_alac.plugin import krita_api
