@@ -413,17 +413,17 @@ def compose(la: LineArt, votes: Votes, net: np.ndarray, mode: str = DEFAULT_COMP
     # Unhinted regions: a color the artist used, when the network's color is close to it.
     if o.palette_snap > 0 and votes.bin_rgb.shape[0]:
         pal = np.unique(votes.bin_rgb, axis=0).astype(np.float32)
-        free = np.flatnonzero(~votes.hinted)
-        free = free[free > 0]
-        if free.size and pal.shape[0]:
-            d = np.full(free.size, np.inf, np.float32)
-            pick = np.zeros(free.size, np.int64)
+        unh_r = np.flatnonzero(~votes.hinted)
+        unh_r = unh_r[unh_r > 0]
+        if unh_r.size and pal.shape[0]:
+            d = np.full(unh_r.size, np.inf, np.float32)
+            pick = np.zeros(unh_r.size, np.int64)
             for j in range(pal.shape[0]):            # palette is small (distinct hint colors)
-                dj = np.sqrt(((med[free] - pal[j]) ** 2).sum(1))
+                dj = np.sqrt(((med[unh_r] - pal[j]) ** 2).sum(1))
                 better = dj < d
                 d[better], pick[better] = dj[better], j
             near = d < o.palette_snap
-            colors[free[near]] = pal[pick[near]]
+            colors[unh_r[near]] = pal[pick[near]]
     palette = _palette(colors)
     H, W = la.shape
     h, w = net.shape[:2]
