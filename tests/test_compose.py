@@ -48,7 +48,9 @@ def test_hinted_regions_keep_their_color_and_get_the_networks_shading():
     stroke(hints, 60, 30, RED)
     stroke(hints, 60, 130, BLUE)
     la = LineArt(lines)
-    opts = ComposeOptions(strength=1.0, chroma=1.0, clamp=127, sigma=0.5)
+    # reject=0: a network that paints a whole room green against a red hint would otherwise win
+    # that room (test_the_network_wins_a_big_region_whose_hint_it_rejects).
+    opts = ComposeOptions(strength=1.0, chroma=1.0, clamp=127, sigma=0.5, reject=0)
     c = compose(la, la.vote(hints), network(GREEN, GREEN, shade=30), "shade", opts).rgba
     left = ~ink & (np.arange(W) < 90)[None, :]
     # The shading fades out around the strokes: nearly their color where the artist painted ...
@@ -73,12 +75,68 @@ def test_no_color_crosses_a_line_at_full_resolution():
     la = LineArt(lines)
     # The network paints the left room green and the right one yellow, blurred across the wall.
     c = compose(la, la.vote(hints), network(GREEN, (230, 220, 20)), "shade",
-                ComposeOptions(strength=1.0, chroma=1.0, clamp=127)).rgba.astype(int)
+                ComposeOptions(strength=1.0, chroma=1.0, clamp=127, reject=0)).rgba.astype(int)
     xs = np.arange(W)[None, :]
     for side, color in (((xs >= 3) & (xs < 95), RED), ((xs >= 98) & (xs < W - 3), BLUE)):
         px = c[~ink & side][:, :3]
         # Only the region's own (flat) variation: nothing of the neighbour's color, even at the wall.
         assert np.abs(px - color).max() <= 2, np.abs(px - color).max()
+
+
+def test_the_network_wins_a_big_region_whose_hint_it_rejects():
+    # A red stroke across the wall, mostly in the right room; its tail in the left room is the
+    # left room's only hint.  The network, steady, paints the left room green and the right one
+    # red (on the eval set: a scribble that crossed a line into the page's background).  The left
+    # room takes the network's green, the right room keeps the red, and no green crosses the wall.
+    lines, ink = two_rooms()
+    hints = np.zeros((H, W, 4), np.uint8)
+    stroke(hints, 60, 85, RED, w=40)                  # x 85..124: 10 px left of the wall, 27 right
+    la = LineArt(lines)
+    net = network(GREEN, RED)
+    c = compose(la, la.vote(hints), net, "shade").rgba.astype(int)
+    xs = np.arange(W)[None, :]
+    left, right = ~ink & (xs >= 3) & (xs < 95), ~ink & (xs >= 98) & (xs < W - 3)
+    assert np.abs(c[left][:, :3] - GREEN).max() <= 2
+    assert (c[right][:, :3] == RED).all()
+    # The hint's color stays: off (reject=0), a small region (reject_area), a stroke wholly
+    # inside the room (no other region holds its color), or a network that paints it where it
+    # was drawn (reject_follow).
+    inside = np.zeros((H, W, 4), np.uint8)
+    stroke(inside, 60, 30, RED)
+    follows = net.copy()
+    follows[13:17, 20:24] = RED                       # the network's red around the stroke's tail only
+    for h, n, opts in ((hints, net, ComposeOptions(reject=0)), (hints, net, ComposeOptions(reject_area=0.6)),
+                       (inside, net, None), (hints, follows, None)):
+        k = compose(la, la.vote(h), n, "shade", opts).rgba.astype(int)
+        assert np.median(k[left][:, :3], axis=0).tolist() == list(RED)
+    # An unsteady network (a garbled result) does not win either.
+    noisy = net + np.random.default_rng(1).uniform(-120, 120, net.shape).astype(np.float32)
+    k = compose(la, la.vote(hints), np.clip(noisy, 0, 255), "shade").rgba.astype(int)
+    assert np.median(k[left][:, :3], axis=0).tolist() == list(RED)
+
+
+def test_a_mixed_region_the_network_follows_takes_the_networks_colors():
+    # One region (the wall is open), equal red and blue strokes: a mixed region.  The network
+    # paints them where they were drawn, so its colors (hue and all) draw the border the lines
+    # do not; far from the opening each side is its stroke's color.
+    lines, ink = two_rooms()
+    lines[:, 95:98] = 0                                  # no wall: one region
+    ink[:, 95:98] = False
+    hints = np.zeros((H, W, 4), np.uint8)
+    stroke(hints, 20, 30, RED, w=30)
+    stroke(hints, 20, 130, BLUE, w=30)
+    la = LineArt(lines)
+    assert la.n == 1
+    purple = (150, 40, 150)
+    net = network(RED, BLUE)
+    net[:, 20:28] = purple                               # the network's own border, x 80..111
+    c = compose(la, la.vote(hints), net, "shade").rgba.astype(int)
+    assert np.abs(c[100:110, 10:60, :3] - RED).max() <= 2
+    assert np.abs(c[100:110, 135:185, :3] - BLUE).max() <= 2
+    assert np.abs(c[100:110, 92:100, :3] - purple).max() <= 2
+    # With the option off (agree=0) the region is split into its two hint colors only.
+    s = compose(la, la.vote(hints), net, "shade", ComposeOptions(agree=0, strength=0)).rgba.astype(int)
+    assert {tuple(p) for p in s[~ink][:, :3]} == {RED, BLUE}
 
 
 def test_unhinted_region_takes_the_networks_median():
