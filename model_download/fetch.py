@@ -9,7 +9,6 @@ fails the check is deleted.
 """
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import re
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from krita_alac import __version__
 from krita_alac.engine import store
 from krita_alac.engine.errors import UserError
+from krita_alac.engine.store import sha256_file
 
 from .progress import Progress, human_bytes
 from .urls import check_url, is_loopback
@@ -65,14 +65,6 @@ def _opener(url: str):
 
 def partial_path(name: str, sha256: str) -> str:
     return os.path.join(store.partial_dir(), f"{sha256[:16]}-{store.check_file_name(name)}.part")
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _note(msg: str, opts: FetchOptions):

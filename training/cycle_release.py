@@ -13,7 +13,7 @@ is left in DIR.  Nothing is bundled unless DIR is krita_alac/models/cycle-open.
 """
 from __future__ import annotations
 
-import hashlib
+from krita_alac.engine.store import sha256_file
 import json
 import os
 import shutil
@@ -25,11 +25,6 @@ COLOR_ONNX = f"{MODEL_ID}.onnx"
 LINES_ONNX = f"{MODEL_ID}-lines.onnx"
 CARD = os.path.join(ROOT, "training", "CYCLE_MODEL_CARD.md")
 MAX_DIFF = 1e-4          # ONNX Runtime vs PyTorch, as the alac-open release
-
-
-def _sha256(path: str) -> str:
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
 
 
 def check_folder(folder: str) -> dict:
@@ -101,8 +96,8 @@ def release_cycle(run: str, out: str, source: str = "latest", size: int = 256, l
                 "phase": "paired" if source == "paired" or step <= paired else "cycle",
                 "paired_steps": paired,
                 "generator": {k: cfg.get(k) for k in ("ngf", "n_down", "n_blocks", "g_b", "size")},
-                "sha256": _sha256(reps[0].path),
-                "sha256_lines": _sha256(reps[1].path),
+                "sha256": sha256_file(reps[0].path),
+                "sha256_lines": sha256_file(reps[1].path),
                 "onnx_vs_torch": {COLOR_ONNX: reps[0].max_abs_diff, LINES_ONNX: reps[1].max_abs_diff}}
         with open(os.path.join(stage, "model.json"), "w", encoding="utf-8") as f:
             json.dump(meta, f, indent=2)

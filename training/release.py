@@ -6,7 +6,7 @@ the model is small (about 16 MB), and fp16 only pays off on a GPU.
 """
 from __future__ import annotations
 
-import hashlib
+from krita_alac.engine.store import sha256_file
 import json
 import os
 
@@ -28,8 +28,7 @@ def release(run: str, out: str | None = None, size: int = 256) -> str:
     rep = export_onnx(load_alacgan(ckpt, None), os.path.join(out, onnx_name))
     if rep.max_abs_diff > 1e-4:
         raise SystemExit(f"the export differs from torch by {rep.max_abs_diff:.2e}")
-    with open(rep.path, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()
+    digest = sha256_file(rep.path)
     meta = {"id": MODEL_ID, "name": "alac-open", "kind": "alacgan",
             "onnx": onnx_name, "fp16": None, "netg": None, "i2v": None,
             "license": "CC0-1.0 (weights); trained only on public-domain/CC0 art (Openclipart, Tango icons, "

@@ -13,7 +13,7 @@ in fp32 when the whole state fits in `total_mib`, else in fp16 (`dtype` 'auto').
 """
 from __future__ import annotations
 
-import hashlib
+from krita_alac.engine.store import sha256_file
 import json
 import os
 
@@ -22,14 +22,6 @@ import torch
 
 INDEX = "generator.json"
 SLACK = 256 * 1024           # torch.save's container overhead per chunk, kept free under the limit
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_run(run: str):
@@ -94,7 +86,7 @@ def export_weights(run: str, out: str, max_mib: float = 15.0, total_mib: float =
         os.replace(p + ".tmp", p)
         if os.path.getsize(p) > max_mib * 2 ** 20:
             raise SystemExit(f"{p}: {os.path.getsize(p)} bytes, over --max-mib {max_mib}")
-        files.append({"file": name, "tensors": list(c), "bytes": os.path.getsize(p), "sha256": _sha256(p)})
+        files.append({"file": name, "tensors": list(c), "bytes": os.path.getsize(p), "sha256": sha256_file(p)})
     from krita_alac.convert.checkpoints import generator_config
     arch = generator_config(sd, run)
     index = {"format": "alac generator chunks 1", "step": step, "dtype": dtype,
@@ -119,7 +111,7 @@ def load_chunks(folder: str):
         p = os.path.join(folder, c["file"])
         if not os.path.isfile(p):
             raise SystemExit(f"{folder}: chunk {c['file']} is missing")
-        if _sha256(p) != c["sha256"]:
+        if sha256_file(p) != c["sha256"]:
             raise SystemExit(f"{p}: damaged (sha256 differs from {INDEX})")
         part = torch.load(p, map_location="cpu", weights_only=True)
         if sorted(part) != sorted(c["tensors"]):

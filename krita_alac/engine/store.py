@@ -20,6 +20,7 @@ point outside the store.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -29,6 +30,15 @@ import tempfile
 from dataclasses import dataclass, field
 
 from .errors import UserError
+
+
+def sha256_file(path: str) -> str:
+    """The file's sha256, read 1 MB at a time (model files are tens of MB)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 MODEL_JSON = "model.json"
 
