@@ -9,42 +9,25 @@ Krita must be installed: without it these tests fail, not skip.
 import json
 import os
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
-from kritahelp import krita_env
+from kritahelp import run_suite, scenario
 
 W = H = 256
 
 
 @pytest.fixture(scope="module")
 def compose_run(tmp_path_factory, reference_onnx):
-    runner = shutil.which("kritarunner")
-    if runner is None:
-        pytest.fail("kritarunner not found: these tests need Krita installed")
     tmp = str(tmp_path_factory.mktemp("krita_compose"))
-    out = os.path.join(tmp, "out")
-    os.makedirs(out)
     home = os.path.join(tmp, "alac_home")
     folder = os.path.join(home, "models", "carded")
     os.makedirs(folder)
     shutil.copy(reference_onnx.path, os.path.join(folder, "model.onnx"))
     with open(os.path.join(folder, "model.json"), "w") as f:
         json.dump({"id": "carded", "name": "Carded", "onnx": "model.onnx", "snap": True, "size": 128}, f)
-    cfg_path = os.path.join(tmp, "suite.json")
-    with open(cfg_path, "w") as f:
-        json.dump({"scenarios": ["compose"], "out": out}, f)
-    r = subprocess.run([runner, "-s", "krita_suite", "-f", "run"],
-                       env=krita_env(tmp, KRITA_ALAC_SUITE=cfg_path, QT_QPA_PLATFORM="offscreen"),
-                       capture_output=True, text=True, timeout=600)
-    path = os.path.join(out, "results.json")
-    if not os.path.isfile(path):
-        pytest.fail(f"Krita wrote no results (exit {r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
-    with open(path) as f:
-        facts = json.load(f)["compose"]
-    assert "error" not in facts, facts["error"]
-    return facts, out, home
+    facts = scenario(run_suite("krita_suite", tmp, ["compose"]), "compose")
+    return facts, os.path.join(tmp, "out"), home
 
 
 def rgba(out, name):

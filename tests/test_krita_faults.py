@@ -1,13 +1,9 @@
 """Worker faults inside real Krita (tests/krita/krita_faults.py): every job
 ends exactly once, a failed job writes no layer, the jobs that waited run.
 Krita must be installed: without it these tests fail, not skip."""
-import json
-import os
-import shutil
-import subprocess
 
 import pytest
-from kritahelp import krita_env
+from kritahelp import run_suite, scenario
 
 SCENARIOS = ["stop_during_run", "crash_during_queue", "script_timeout", "cancel_while_starting", "send_less"]
 RED = [230, 40, 30, 255]
@@ -15,33 +11,12 @@ RED = [230, 40, 30, 255]
 
 @pytest.fixture(scope="module")
 def faults(tmp_path_factory):
-    runner = shutil.which("kritarunner")
-    if runner is None:
-        pytest.fail("kritarunner not found: these tests need Krita installed")
     tmp = str(tmp_path_factory.mktemp("krita_faults"))
-    out = os.path.join(tmp, "out")
-    os.makedirs(out)
-    cfg_path = os.path.join(tmp, "suite.json")
-    with open(cfg_path, "w") as f:
-        json.dump({"scenarios": SCENARIOS, "out": out}, f)
     # Every job waits 1 s in the worker before computing: time to stop, kill or time out.
-    env = krita_env(tmp, KRITA_ALAC_SUITE=cfg_path, QT_QPA_PLATFORM="offscreen", KRITA_ALAC_WORKER_PAUSE="1")
-    r = subprocess.run([runner, "-s", "krita_faults", "-f", "run"], env=env, capture_output=True, text=True,
-                       timeout=600)
-    path = os.path.join(out, "results.json")
-    if not os.path.isfile(path):
-        pytest.fail(f"Krita wrote no results (exit {r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
-    with open(path) as f:
-        res = json.load(f)
-    res["_log"] = (r.stdout + r.stderr)[-3000:]
-    return res
+    return run_suite("krita_faults", tmp, SCENARIOS, KRITA_ALAC_WORKER_PAUSE="1")
 
 
-def facts(res, name):
-    f = res.get(name)
-    assert f is not None, f"scenario {name} did not run:\n{res['_log']}"
-    assert "error" not in f, f["error"]
-    return f
+facts = scenario
 
 
 def once(ends, kind):

@@ -4,10 +4,9 @@ Krita must be installed: without it these tests fail, not skip."""
 import json
 import os
 import shutil
-import subprocess
 
 import pytest
-from kritahelp import krita_env
+from kritahelp import run_suite, scenario
 
 SCENARIOS = ["update", "edited", "interrupted", "line_art", "layers"]
 RED, GREEN, YELLOW, BLUE = [230, 40, 30, 255], [40, 200, 60, 255], [240, 220, 20, 255], [30, 60, 220, 255]
@@ -16,12 +15,7 @@ STACK = ["Background", "Flats", "Lines", "Hints"]
 
 @pytest.fixture(scope="module")
 def res(tmp_path_factory, reference_onnx):
-    runner = shutil.which("kritarunner")
-    if runner is None:
-        pytest.fail("kritarunner not found: these tests need Krita installed")
     tmp = str(tmp_path_factory.mktemp("krita_inplace"))
-    out = os.path.join(tmp, "out")
-    os.makedirs(out)
     # The layers scenario needs a neural model: the small reference model, installed (128 px; its
     # card recommends flats, so its default is the shaded composition, which has layers).
     folder = os.path.join(tmp, "alac_home", "models", "small")
@@ -29,26 +23,10 @@ def res(tmp_path_factory, reference_onnx):
     shutil.copy(reference_onnx.path, os.path.join(folder, "model.onnx"))
     with open(os.path.join(folder, "model.json"), "w") as f:
         json.dump({"id": "small", "name": "Small", "onnx": "model.onnx", "snap": True, "size": 128}, f)
-    cfg_path = os.path.join(tmp, "suite.json")
-    with open(cfg_path, "w") as f:
-        json.dump({"scenarios": SCENARIOS, "out": out}, f)
-    env = krita_env(tmp, KRITA_ALAC_SUITE=cfg_path, QT_QPA_PLATFORM="offscreen")
-    r = subprocess.run([runner, "-s", "krita_inplace", "-f", "run"], env=env, capture_output=True, text=True,
-                       timeout=600)
-    path = os.path.join(out, "results.json")
-    if not os.path.isfile(path):
-        pytest.fail(f"Krita wrote no results (exit {r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
-    with open(path) as f:
-        results = json.load(f)
-    results["_log"] = (r.stdout + r.stderr)[-3000:]
-    return results
+    return run_suite("krita_inplace", tmp, SCENARIOS)
 
 
-def facts(res, name):
-    f = res.get(name)
-    assert f is not None, f"scenario {name} did not run:\n{res['_log']}"
-    assert "error" not in f, f["error"]
-    return f
+facts = scenario
 
 
 def test_auto_updates_our_layer_in_place(res):
