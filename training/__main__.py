@@ -119,7 +119,8 @@ def main(argv=None):
                       ("lr_decay_end", int), ("cycle", float), ("identity", float), ("pool", int),
                       ("seed", int), ("ckpt_minutes", float), ("log_every", int), ("sample_every", int),
                       ("threads", int), ("paired_steps", int), ("paired_weight", float), ("perceptual", float),
-                      ("perceptual_layers", str), ("perceptual_size", int), ("exact_lines", float)):
+                      ("perceptual_layers", str), ("perceptual_size", int), ("exact_lines", float),
+                      ("crop_min", float), ("init", str)):
         c.add_argument("--" + name.replace("_", "-"), dest=name, type=typ)
     c.add_argument("--device", help="auto (default: CUDA when present), cpu, cuda, cuda:1 ...; not a run setting")
     c.add_argument("--workers", type=int, default=0,

@@ -104,6 +104,8 @@ class CycleConfig:
     exact_lines: float = P_EXACT_LINES   # domain A: exact vector line art instead of XDoG, where the image has it
     line_target: str = "exact"   # G_B's paired target: exact (only images with exact line art),
                                  # mixed (exact, else XDoG), xdog; exact falls back to xdog on data without any
+    crop_min: float = 0.6        # crops take [crop_min, 1] of the short side (smaller = zoomed in, thicker strokes)
+    init: str = ""               # first start only: generators from another run, "RUN/paired" or "RUN/latest"
     seed: int = 2019
     ckpt_minutes: float = 5.0
     log_every: int = 20
@@ -124,6 +126,8 @@ class CycleConfig:
             raise SystemExit("--paired-steps, --paired-weight and --perceptual must not be negative")
         if not 0.0 <= self.exact_lines <= 1.0:
             raise SystemExit(f"--exact-lines is a probability, got {self.exact_lines}")
+        if not 0.0 < self.crop_min <= 1.0:
+            raise SystemExit(f"--crop-min must be in (0, 1], got {self.crop_min}")
         if self.perceptual_size and self.perceptual_size < 16:
             raise SystemExit(f"--perceptual-size must be 0 (the whole crop) or at least 16, got {self.perceptual_size}")
         if self.lr_decay_end and self.lr_decay_end <= self.lr_decay_start:
@@ -221,7 +225,7 @@ def views(images: list, lines: list, idx, cfg: CycleConfig, rng, use_xdog: bool)
     sk, co, ln, has = [], [], [], []
     for i in idx:
         exact = lines[i] if lines is not None else None
-        rgb, crop = random_views(images[i], cfg.size, rng, exact)
+        rgb, crop = random_views(images[i], cfg.size, rng, exact, cfg.crop_min)
         pen = crop if (crop is not None and rng.random() < cfg.exact_lines) else None
         sk.append(line_art(rgb, rng, pen)[None])
         co.append((rgb.transpose(2, 0, 1) * 2.0 - 1.0).astype(np.float32))
@@ -424,6 +428,22 @@ class _StopFlag:
         return False
 
 
+def init_generators(g_a, g_b, init: str):
+    """Load `init`_net_G_A.pth and _G_B.pth (another run's saved generators) into g_a, g_b;
+    the shapes must match this run's (a clear error, not a half-loaded net)."""
+    for net, name in ((g_a, "G_A"), (g_b, "G_B")):
+        path = f"{init}_net_{name}.pth"
+        if not os.path.isfile(path):
+            raise SystemExit(f"--init {init}: no {path}")
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+        own = net.state_dict()
+        bad = [k for k in own if k not in sd or sd[k].shape != own[k].shape]
+        if bad or len(sd) != len(own):
+            raise SystemExit(f"--init {init}: {name} does not fit this run's generator "
+                             f"(ngf/n_down/n_blocks/g_b differ; first mismatch: {(bad or sorted(set(sd) - set(own)))[0]})")
+        net.load_state_dict(sd)
+
+
 def _save_generators(g_a, g_b, run, prefix):
     for net, name in ((g_a, f"{prefix}_net_G_A.pth"), (g_b, f"{prefix}_net_G_B.pth")):
         p = os.path.join(run, name)
@@ -486,6 +506,9 @@ def train_cycle(run: str, steps: int, overrides: dict, minutes: float | None = N
         torch.set_rng_state(ck["torch_rng"])
         step = int(ck["step"])
         print(f"resumed {run} at step {step}", flush=True)
+    elif cfg.init:
+        init_generators(g_a, g_b, cfg.init)
+        print(f"generators initialised from {cfg.init}", flush=True)
     if dev.type != "cpu":
         print(f"training on {dev}", flush=True)
     os.makedirs(os.path.join(run, "samples"), exist_ok=True)

@@ -52,12 +52,15 @@ def random_view(img: np.ndarray, size: int, rng) -> np.ndarray:
     return random_views(img, size, rng)[0]
 
 
-def random_views(img: np.ndarray, size: int, rng, lines: np.ndarray | None = None):
-    """random_view, and the same crop of the image's exact line art (uint8, or None)."""
+def random_views(img: np.ndarray, size: int, rng, lines: np.ndarray | None = None,
+                 crop_min: float = 0.6):
+    """random_view, and the same crop of the image's exact line art (uint8, or None).
+    The crop is a share in [crop_min, 1] of the short side: a small share zooms in, so
+    the strokes come out thicker than the render's 1-3 px."""
     from PIL import Image
     h, w = img.shape[:2]
     short = min(h, w)
-    crop = int(short * rng.uniform(0.6, 1.0))
+    crop = max(8, int(short * rng.uniform(crop_min, 1.0)))
     y, x = rng.integers(0, h - crop + 1), rng.integers(0, w - crop + 1)
     im = Image.fromarray(img[y:y + crop, x:x + crop]).resize((size, size), Image.Resampling.BICUBIC)
     a = np.asarray(im, np.float32) / 255.0
