@@ -8,7 +8,7 @@ import shutil
 import pytest
 from kritahelp import run_suite, scenario
 
-SCENARIOS = ["update", "edited", "interrupted", "line_art", "layers"]
+SCENARIOS = ["update", "edited", "interrupted", "line_art", "layers", "refresh"]
 RED, GREEN, YELLOW, BLUE = [230, 40, 30, 255], [40, 200, 60, 255], [240, 220, 20, 255], [30, 60, 220, 255]
 STACK = ["Background", "Flats", "Lines", "Hints"]
 
@@ -41,6 +41,15 @@ def test_auto_updates_our_layer_in_place(res):
     want = [g * a + b * (1 - a) for g, b in zip(GREEN[:3], bg[:3])]
     assert all(abs(p - q) <= 2 for p, q in zip(f["projection_inside"][:3], want)), (f["projection_inside"], want)
     assert f["record_digest_ok"]                        # the record's fingerprint is the layer's
+
+
+def test_refresh_runs_off_the_gui_thread(res):
+    f = facts(res, "refresh")
+    # Written pixels do not show until the projection is recomputed; then they do.
+    assert f["before"][:3] != [240, 120, 20]
+    assert f["after"][:3] == [240, 120, 20] and f["result"] is True
+    # Krita's recomposite ran in a thread of ours, not the GUI thread, once.
+    assert f["on_main_thread"] == [False]
 
 
 def test_in_place_writes_exactly_the_differing_rows(res):

@@ -853,12 +853,12 @@ class ColorizeJob(WorkerJob):
             self._check_in_place(plan, written)
             self.timings["rows_written"] = len(written) * TILE_ROWS
             # Pixels written with setPixelData show once the projection is recomputed
-            # (Krita 5.1's scripting API has no smaller update than the whole image).
+            # (Krita 5.1's scripting API has no smaller update than the whole image),
+            # off the GUI thread.
             if written:
                 t0 = time.perf_counter()
-                doc.refreshProjection()
+                yield from krita_io.refresh_steps(doc)
                 self.timings["refresh"] = time.perf_counter() - t0
-                yield
         except BaseException:
             self._put_back(written)
             raise
@@ -1080,7 +1080,7 @@ def _write_layers_steps(document, source, items, rect, mask, engine_label: str, 
         rec["layers"] = recs[1:]      # the layers above the first one (Shading)
     records[krita_io.node_id(source)] = rec
     save_records(document, records, kind)
-    document.refreshProjection()
+    yield from krita_io.refresh_steps(document)
     if report is not None and kept:
         report["kept"] = ", ".join(kept)    # the name(s) the artist's edited result is kept under
     return [n for n, _, _ in new_nodes]

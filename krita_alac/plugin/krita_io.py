@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import mmap
 import os
+import threading
 
 from krita import Krita
 from PyQt5.QtCore import QByteArray
@@ -245,12 +246,16 @@ def write_bgra8(node, bgra, rect, doc_space) -> None:
 
 
 def drain(steps):
-    """Run a generator of steps to its end; its return value."""
+    """Run a generator of steps to its end (a step's delay in ms is slept, not
+    spun); its return value."""
+    import time
     while True:
         try:
-            next(steps)
+            delay = next(steps)
         except StopIteration as e:
             return e.value
+        if delay:
+            time.sleep(delay / 1000.0)
 
 
 def write_bgra8_steps(node, bgra, rect, doc_space, step: int):
@@ -271,6 +276,30 @@ def write_bgra8_steps(node, bgra, rect, doc_space, step: int):
                 yield
     finally:
         view.release()
+
+
+def refresh_steps(document, poll_ms: int = 2):
+    """Recompute the document's projection so pixels written with setPixelData show,
+    without blocking Krita's GUI thread: Document.refreshProjection() waits for a
+    recomposite of the whole image (0.1-0.3 s at 4096^2), the only update Krita 5.1's
+    scripting API offers for such writes; PyKrita releases the GIL in the call, so it
+    runs in a thread while this generator yields `poll_ms` steps to the event loop.
+    The recomposite itself runs on Krita's own update threads either way.  Returns
+    True when it ran, False when the document was closed meanwhile."""
+    done = {}
+
+    def work():
+        try:
+            document.refreshProjection()
+            done["ok"] = True
+        except RuntimeError:          # the document (its wrapper) is gone
+            done["ok"] = False
+
+    t = threading.Thread(target=work, name="krita_alac-refresh", daemon=True)
+    t.start()
+    while t.is_alive():
+        yield poll_ms
+    return done.get("ok", False)
 
 
 def _drop_pages(buf, end: int):

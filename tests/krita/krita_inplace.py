@@ -311,6 +311,42 @@ def s_layers():
     return out
 
 
+def s_refresh():
+    """krita_io.refresh_steps: the recomposite that makes written pixels show runs
+    in another thread while the GUI thread's event loop keeps turning (a QTimer
+    fires meanwhile), and afterwards the projection holds the written pixels."""
+    import threading
+    doc, lines, hints = page()
+    layer = add_layer(doc, "Written")
+    doc.refreshProjection()
+    put(layer, bytes((20, 120, 240, 255)) * (W * H), W, H)     # BGRA: rgb (240, 120, 20)
+    before = rgb_at(bytes(doc.pixelData(0, 0, W, H)), W, 100, 300)
+
+    class Spy:                  # the real document, and which thread refreshed it
+        threads = []
+
+        def refreshProjection(self):
+            Spy.threads.append(threading.current_thread() is threading.main_thread())
+            doc.refreshProjection()
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(1))
+    timer.start(0)
+    steps = krita_io.refresh_steps(Spy(), poll_ms=1)
+    result, yielded = None, 0
+    while True:
+        try:
+            next(steps)
+            yielded += 1
+            QEventLoop().processEvents(QEventLoop.AllEvents, 5)
+        except StopIteration as e:
+            result = e.value
+            break
+    timer.stop()
+    return {"before": before, "after": rgb_at(bytes(doc.pixelData(0, 0, W, H)), W, 100, 300),
+            "on_main_thread": Spy.threads, "result": result, "yielded": yielded, "ticks": len(ticks)}
+
+
 SCENARIOS = {name[2:]: fn for name, fn in globals().items() if name.startswith("s_")}
 
 
