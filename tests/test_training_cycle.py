@@ -301,3 +301,39 @@ def test_history_pool_mixes_old_images_and_round_trips():
     x = torch.full((4, 1, 1, 1), 99.0)
     assert torch.equal(pool.query(x, r1), copy.query(x, r2))
     assert torch.equal(HistoryPool(0).query(x, r1), x)
+
+
+def test_init_starts_from_another_runs_generators_and_refuses_other_shapes(straight, data, tmp_path):
+    run = str(tmp_path / "warm")
+    # 0 steps: the saved generators are exactly the ones it started from.
+    assert train_cycle(run, 0, dict(TINY, data=data, init=os.path.join(straight, "paired"))) == 0
+    for name in ("G_A", "G_B"):
+        src = torch.load(os.path.join(straight, f"paired_net_{name}.pth"), weights_only=True)
+        got = torch.load(os.path.join(run, f"latest_net_{name}.pth"), weights_only=True)
+        assert src.keys() == got.keys() and all(torch.equal(src[k], got[k]) for k in src), name
+    # Another generator shape: a clear refusal before any step.
+    with pytest.raises(SystemExit, match="does not fit this run's generator"):
+        train_cycle(str(tmp_path / "wide"), 1, dict(TINY, data=data, ngf=TINY["ngf"] * 2,
+                                                       init=os.path.join(straight, "paired")))
+    with pytest.raises(SystemExit, match="no .*nothing_net_G_A.pth"):
+        train_cycle(str(tmp_path / "none"), 1, dict(TINY, data=data, init=str(tmp_path / "nothing")))
+
+
+def test_crop_min_zooms_in_so_strokes_get_thicker():
+    from training.synth import random_views
+    img = np.full((256, 256, 3), 255, np.uint8)
+    img[:, 127:129] = 0                           # a 2-px vertical stroke
+    lines = np.where(img[..., 0] > 0, 255, 0).astype(np.uint8)
+
+    def widths(crop_min):
+        out = []
+        for seed in range(40):
+            rgb, ln = random_views(img, 64, np.random.default_rng(seed), lines, crop_min)
+            dark = (ln < 128).sum(axis=1)         # dark pixels per row
+            out.append(dark.max())
+        return np.array(out)
+    default, zoomed = widths(0.6), widths(0.25)
+    # 64 px from crops of 154-256 px: the stroke is at most 1 px; from 64-256 px, up to 2 px.
+    assert default.max() <= 1 and zoomed.max() == 2 and zoomed.mean() > default.mean()
+    with pytest.raises(SystemExit, match="--crop-min"):
+        CycleConfig(data="x", crop_min=0.0).check()
