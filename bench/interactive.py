@@ -227,11 +227,11 @@ def krita_part(size: int, engine: str, strokes: int, reps: int):
           f"{fresh['seconds'] / read:.1f}x | {fresh['max_gap_ms']:.0f} ms | {fresh['max_gap_ms'] / 1000 / ref:.1f}x |")
     print(f"| stroke -> finished layer (median of {len(runs)}) | {t:.2f} s | {t / ref:.1f}x | {t / read:.1f}x "
           f"| {gap * 1000:.0f} ms (max) | {gap / ref:.1f}x |")
-    for x in runs:
+    for x in [fresh] + runs:
         tm = x["timings"]
         how = (f"in place, {tm.get('rows_written', 0)} of {size} rows written" if tm.get("in_place")
                else "new layer")
-        print(f"  stroke: {x['seconds']:.3f} s = read {tm.get('read', 0):.3f} (line art "
+        print(f"  {'fresh' if x is fresh else 'stroke'}: {x['seconds']:.3f} s = read {tm.get('read', 0):.3f} (line art "
               f"{tm.get('read_lines', 0):.3f}) + worker {tm.get('worker', 0):.3f} "
               f"(engine {x['worker_seconds']}) + write {tm.get('write', 0):.3f} ({how}; line art "
               f"{'unchanged: not dumped' if tm.get('lines_unchanged') else 'dumped'}); longest GUI block "

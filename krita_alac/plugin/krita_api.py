@@ -800,13 +800,7 @@ class ColorizeJob(WorkerJob):
 
     def _wait_idle(self):
         """Steps until no brush stroke runs (the pixels must not change under one)."""
-        waited = 0
-        while waited < IDLE_WAIT_MS:
-            if self.document.tryBarrierLock():
-                self.document.unlock()
-                return
-            yield IDLE_POLL_MS
-            waited += IDLE_POLL_MS
+        return idle_steps(self.document)
 
     def _in_place_steps(self, plan, engine):
         """Write the tile rows where the new result differs from our copy of the old
@@ -1060,6 +1054,10 @@ def _write_layers_steps(document, source, items, rect, mask, engine_label: str, 
         else:
             olds.setdefault(old.name(), []).append(old)
     active = document.activeNode()
+    # Removing or adding a layer waits (in Krita, on the GUI thread) for every update
+    # still running, such as the recomposite the previous change started: wait for
+    # that here without blocking, then the change itself is quick.
+    yield from idle_steps(document, poll_ms=5)
     for group in olds.values():
         for old in group:
             old.remove()
@@ -1067,6 +1065,7 @@ def _write_layers_steps(document, source, items, rect, mask, engine_label: str, 
     # event loop runs in between (the artist's layers never move, whatever happens).
     yield
     for new, _, _ in new_nodes:
+        yield from idle_steps(document, poll_ms=5)
         if krita_io.find_node(document, krita_io.node_id(source)) is None:
             raise UserError(removed)
         place(source.parentNode(), new, source)
@@ -1084,6 +1083,19 @@ def _write_layers_steps(document, source, items, rect, mask, engine_label: str, 
     if report is not None and kept:
         report["kept"] = ", ".join(kept)    # the name(s) the artist's edited result is kept under
     return [n for n, _, _ in new_nodes]
+
+
+def idle_steps(document, wait_ms: int = 0, poll_ms: int = IDLE_POLL_MS):
+    """Yield `poll_ms` steps until Krita's image runs no update or stroke (at
+    most `wait_ms`, default IDLE_WAIT_MS; then go on regardless).  tryBarrierLock
+    does not wait: it fails while anything runs, and is released at once."""
+    waited, limit = 0, wait_ms or IDLE_WAIT_MS
+    while waited < limit:
+        if document.tryBarrierLock():
+            document.unlock()
+            return
+        yield poll_ms
+        waited += poll_ms
 
 
 def keep_active(document, active, new, parent):
