@@ -13,12 +13,12 @@ import subprocess
 import pytest
 from kritahelp import ROOT, krita_env
 SCENARIOS = ["rgba8", "rgba16", "graya", "offset_group", "selection", "errors", "lines", "lines16", "onnx",
-             "timing_2048", "io_4096", "kill_midrun", "policy", "docker_rules"]
+             "timing_2048", "io_4096", "kill_midrun", "policy", "docker_rules", "auto_colors"]
 BARE_PYTHON = "/usr/bin/python3"   # Debian's Python as Krita embeds it: no numpy
 
 
 @pytest.fixture(scope="module")
-def krita_results(tmp_path_factory, reference_onnx):
+def krita_results(tmp_path_factory, reference_onnx, cycle_model):
     runner = shutil.which("kritarunner")
     if runner is None:
         pytest.fail("kritarunner not found: these tests need Krita installed")
@@ -26,7 +26,9 @@ def krita_results(tmp_path_factory, reference_onnx):
     out = os.path.join(tmp, "out")
     os.makedirs(out)
     bare = BARE_PYTHON if os.path.isfile(BARE_PYTHON) else shutil.which("false")
+    # A hint-free model (the tiny cycle-open) named by its file: the store's default stays as it is.
     cfg = {"scenarios": SCENARIOS, "out": out, "onnx": reference_onnx.path, "bare_python": bare,
+           "cycle_onnx": os.path.join(cycle_model, "cycle-open.onnx"),
            "lineart_png": os.path.join(ROOT, "examples", "lineart.png")}
     cfg_path = os.path.join(tmp, "suite.json")
     with open(cfg_path, "w") as f:
@@ -197,6 +199,16 @@ def test_onnx_model(krita_results):
     assert f["bytes"] == 256 * 256 * 4 and f["alpha_values"] == [255]
     assert f["sources_unchanged"]
     assert "flats" in f["snap_engine"].lower() and f["snap_replaced"]
+
+
+def test_auto_colors_layer_is_named_for_what_made_it(krita_results):
+    f = scenario(krita_results, "auto_colors")
+    assert f["engine"].startswith("Auto colors (cycle-open.onnx)"), f["engine"]
+    assert f["name"] == "Auto colors" and f["same_parent"] and f["directly_below"]
+    assert f["alpha_values"] == [255]
+    # Colorizing again replaces our layer under the same name.
+    assert f["again_name"] == "Auto colors" and f["old_gone"]
+    assert f["names"].count("Auto colors") == 1
 
 
 def test_user_errors_are_messages(krita_results):

@@ -62,7 +62,12 @@ class TooLargeError(UserError):
 
 
 def result_layer_name(engine_label: str) -> str:
-    return "Flats" if engine_label.lower().startswith("flats") else "Colors (AlacGAN)"
+    """The result layer's name by what made it: the flats engine, a hint-free generator
+    ("Auto colors (cycle-open)"), or an AlacGAN model."""
+    label = engine_label.lower()
+    if label.startswith("flats"):
+        return "Flats"
+    return "Auto colors" if label.startswith("auto colors") else "Colors (AlacGAN)"
 
 
 # -- the record of our result layers, kept in the document ---------------------

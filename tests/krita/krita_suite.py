@@ -285,6 +285,23 @@ def s_onnx():
     return out
 
 
+def s_auto_colors():
+    """A hint-free generator (a tiny cycle-open, by its file): its own layer name."""
+    w = h = 256
+    doc, lines, hints, hb = scene()
+    put(hints, hb, w, h)
+    res = krita_alac.colorize(doc, lines, hints, engine=CFG["cycle_onnx"], timeout=300)
+    job = krita_api.colorize.last_job
+    out = {"name": res.name(), "engine": job.reply.get("engine"), **place(res, lines),
+           "alpha_values": sorted(set(read8(res, doc)[3::4]))[:5]}
+    again = krita_alac.colorize(doc, lines, hints, engine=CFG["cycle_onnx"], timeout=300)
+    out["again_name"] = again.name()
+    out["old_gone"] = krita_io.find_node(doc, krita_io.node_id(res)) is None
+    out["names"] = [n.name() for n in doc.rootNode().childNodes()]
+    doc.close()
+    return out
+
+
 def grid_scene(n, cells=8):
     doc = new_doc(n, n)
     step = n // cells
