@@ -64,10 +64,6 @@ def add_stroke(hints, rng):
     hints[y:y + 8, x:x + 50, 3] = 255
 
 
-def label_time(ink, reps):
-    return label_times(ink, reps)[0]
-
-
 def label_times(ink, reps):
     """Median wall and CPU seconds of one labelling pass."""
     from scipy import ndimage as ndi
@@ -185,7 +181,7 @@ def krita_part(size: int, engine: str, strokes: int, reps: int):
         print("Krita part: kritarunner not found, not measured")
         return None
     lines, hints, ink = make_page(size, size)
-    ref = label_time(ink, reps)
+    ref = label_times(ink, reps)[0]
     rng = np.random.default_rng(7)
     spots = [(int(rng.integers(0, size - 60)), int(rng.integers(0, size - 12)),
               [int(v) for v in rng.integers(0, 256, 3)]) for _ in range(strokes)]

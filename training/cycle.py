@@ -66,6 +66,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from krita_alac.convert.cyclegan import ResnetGenerator, UResGenerator, save_generator
+from krita_alac.engine.errors import UserError
 from krita_alac.engine.lines import XDoGParams, xdog_darkness
 
 from .synth import LUMA, P_EXACT_LINES, line_art, random_views
@@ -431,16 +432,17 @@ class _StopFlag:
 def init_generators(g_a, g_b, init: str):
     """Load `init`_net_G_A.pth and _G_B.pth (another run's saved generators) into g_a, g_b;
     the shapes must match this run's (a clear error, not a half-loaded net)."""
+    from krita_alac.convert.checkpoints import check_state_dict, read_tensors
     for net, name in ((g_a, "G_A"), (g_b, "G_B")):
         path = f"{init}_net_{name}.pth"
         if not os.path.isfile(path):
             raise SystemExit(f"--init {init}: no {path}")
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-        own = net.state_dict()
-        bad = [k for k in own if k not in sd or sd[k].shape != own[k].shape]
-        if bad or len(sd) != len(own):
+        sd = read_tensors(path)
+        try:
+            check_state_dict(net.state_dict(), sd, name)
+        except UserError as e:
             raise SystemExit(f"--init {init}: {name} does not fit this run's generator "
-                             f"(ngf/n_down/n_blocks/g_b differ; first mismatch: {(bad or sorted(set(sd) - set(own)))[0]})")
+                             f"(ngf/n_down/n_blocks/g_b differ): {e}") from None
         net.load_state_dict(sd)
 
 

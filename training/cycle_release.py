@@ -13,11 +13,12 @@ is left in DIR.  Nothing is bundled unless DIR is krita_alac/models/cycle-open.
 """
 from __future__ import annotations
 
-from krita_alac.engine.store import sha256_file
 import json
 import os
 import shutil
 import tempfile
+
+from krita_alac.engine.store import sha256_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL_ID = "cycle-open"

@@ -6,9 +6,10 @@ the model is small (about 16 MB), and fp16 only pays off on a GPU.
 """
 from __future__ import annotations
 
-from krita_alac.engine.store import sha256_file
 import json
 import os
+
+from krita_alac.engine.store import sha256_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL_ID = "alac-open"

@@ -13,12 +13,13 @@ in fp32 when the whole state fits in `total_mib`, else in fp16 (`dtype` 'auto').
 """
 from __future__ import annotations
 
-from krita_alac.engine.store import sha256_file
 import json
 import os
 
 import numpy as np
 import torch
+
+from krita_alac.engine.store import sha256_file
 
 INDEX = "generator.json"
 SLACK = 256 * 1024           # torch.save's container overhead per chunk, kept free under the limit

@@ -803,10 +803,6 @@ class ColorizeJob(WorkerJob):
             plan.append((node, data, copy, path))
         return plan
 
-    def _wait_idle(self):
-        """Steps until no brush stroke runs (the pixels must not change under one)."""
-        return idle_steps(self.document)
-
     def _in_place_steps(self, plan, engine):
         """Write the tile rows where the new result differs from our copy of the old
         one, STEP_BYTES of the canvas per step (with no brush stroke running).  Each
@@ -830,7 +826,7 @@ class ColorizeJob(WorkerJob):
                 with open(copy["path"], "rb") as f:
                     olds.append(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
             for y0 in range(0, h, step):
-                yield from self._wait_idle()
+                yield from idle_steps(doc)
                 self._check_in_place(plan, written)
                 for b0 in range(y0, min(h, y0 + step), TILE_ROWS):
                     n = min(TILE_ROWS, h - b0)
@@ -848,7 +844,7 @@ class ColorizeJob(WorkerJob):
                             written.append((node, data, old, b0, n))
                         del new, before
                 yield
-            yield from self._wait_idle()
+            yield from idle_steps(doc)
             self._check_in_place(plan, written)
             self.timings["rows_written"] = len(written) * TILE_ROWS
             # Pixels written with setPixelData show once the projection is recomputed

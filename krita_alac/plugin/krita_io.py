@@ -12,6 +12,7 @@ import hashlib
 import mmap
 import os
 import threading
+import time
 
 from krita import Krita
 from PyQt5.QtCore import QByteArray
@@ -248,7 +249,6 @@ def write_bgra8(node, bgra, rect, doc_space) -> None:
 def drain(steps):
     """Run a generator of steps to its end (a step's delay in ms is slept, not
     spun); its return value."""
-    import time
     while True:
         try:
             delay = next(steps)
