@@ -85,6 +85,29 @@ def test_fp16_copy(reference_onnx):
     assert np.abs(half.run(sketch, hint) - full).max() < 1e-2
 
 
+def test_int8_weights_quarter_the_file_and_keep_the_colors(reference, reference_model, reference_onnx, tmp_path):
+    import onnx
+    from krita_alac.convert.onnx_export import export_onnx
+    rep = export_onnx(reference_model, str(tmp_path / "q.onnx"), int8=True)
+    assert rep.float_max_abs_diff < TOL            # the export was exact before quantizing
+    assert rep.int8_weights > 0
+    assert os.path.getsize(rep.path) < 0.3 * os.path.getsize(reference_onnx.path)
+    m = onnx.load(rep.path)
+    big = [t for t in m.graph.initializer if len(t.dims) == 4 and np.prod(t.dims) >= 1024]
+    assert big and {t.data_type for t in big} == {onnx.TensorProto.INT8}
+    assert sum(n.op_type == "DequantizeLinear" for n in m.graph.node) == rep.int8_weights
+    c = OnnxColorizer(rep.path, device="cpu")
+    assert c.caches                                 # still cut at the cache tensors
+    sketch, hint = reference.case_inputs("dots")
+    out = c.run(sketch, hint)
+    err = out - reference_output("dots")
+    assert 0 < np.abs(err).max() < 0.1              # quantized, not a copy of the float graph
+    assert 10 * np.log10(4.0 / np.mean(err ** 2)) > 35   # PSNR over the [-1, 1] range
+    _, other = random_inputs(512, 512, seed=3)
+    cache = c.encode(sketch)
+    assert np.abs(c.decode(cache, other) - c.run(sketch, other)).max() < 1e-5
+
+
 # --- checkpoint formats ---------------------------------------------------
 
 def _sd(path):

@@ -160,6 +160,13 @@ def test_full_preset_size_and_its_chunks_fit_a_device_call(tmp_path):
     sizes = [os.path.getsize(tmp_path / "gen" / f["file"]) for f in ix["files"]]
     assert ix["dtype"] == "fp16" and ix["ngf"] == 64 and ix["tunnel4_blocks"] == 20
     assert len(sizes) + 3 <= 8 and max(sizes) <= 15 * 2 ** 20 and sum(sizes) < 40 * 2 ** 20
+    # What comes back is released as is: int8 convolution weights under the plugin's 30 MB.
+    from training.release import release
+    msg = release(str(tmp_path / "gen"), str(tmp_path / "model"))
+    assert "int8 weights" in msg
+    meta = json.loads((tmp_path / "model" / "model.json").read_text())
+    assert meta["weights"] == "int8" and meta["training_step"] == 0
+    assert 19e6 < os.path.getsize(tmp_path / "model" / meta["onnx"]) < 30e6
 
 
 def test_device_and_workers_leave_the_run_unchanged(tmp_path):

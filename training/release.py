@@ -1,8 +1,11 @@
 """`python -m training release RUN`: a run's generator becomes the bundled alac-open model.
 
 Writes krita_alac/models/alac-open/{alac-open.onnx, model.json}; the model
-card (MODEL_CARD.md) lives in the same folder and ships with it.  fp32 only:
-the model is small (about 16 MB), and fp16 only pays off on a GPU.
+card (MODEL_CARD.md) lives in the same folder and ships with it.  RUN is a run
+folder (its last.pth) or a generator chunk folder (`training gpu`'s gen/).  The
+plugin's budget for the model is 30 MB: a generator whose fp32 graph is larger
+(the full-size one: 79 MB) ships with int8 convolution weights (onnx_export.
+quantize_weights; the arithmetic stays fp32), else fp32.
 """
 from __future__ import annotations
 
@@ -14,21 +17,44 @@ from krita_alac.engine.store import sha256_file
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL_ID = "alac-open"
 DEFAULT_OUT = os.path.join(ROOT, "krita_alac", "models", MODEL_ID)
+BUDGET_BYTES = 30_000_000
+INT8_MAX_ABS_DIFF = 0.05    # on the [-1, 1] output; a float export must match to 1e-4
+
+
+def load_run(run: str):
+    """(AlacGAN, training step) from a run folder or a chunk folder."""
+    import torch
+    from krita_alac.convert.checkpoints import load_alacgan
+    from .weights import is_chunk_folder, load_chunks
+    if is_chunk_folder(run):
+        from krita_alac.convert.alacgan import AlacGAN, NetG
+        from krita_alac.convert.checkpoints import check_state_dict, generator_config
+        sd, index = load_chunks(run)
+        g = NetG(**generator_config(sd, run))
+        check_state_dict(g.state_dict(), sd, run)
+        g.load_state_dict(sd)
+        return AlacGAN(g.eval(), None).eval(), int(index["step"])
+    ckpt = os.path.join(run, "last.pth")
+    step = int(torch.load(ckpt, map_location="cpu", weights_only=True)["step"])
+    return load_alacgan(ckpt, None), step
 
 
 def release(run: str, out: str | None = None, size: int = 256) -> str:
     """`size`: the working size the model scores best at (model.json "size", the engine's default)."""
-    import torch
-    from krita_alac.convert.checkpoints import load_alacgan
     from krita_alac.convert.onnx_export import export_onnx
     out = out or DEFAULT_OUT
     os.makedirs(out, exist_ok=True)
-    ckpt = os.path.join(run, "last.pth")
-    step = int(torch.load(ckpt, map_location="cpu", weights_only=True)["step"])
+    model, step = load_run(run)
+    int8 = 4 * sum(p.numel() for p in model.parameters()) > BUDGET_BYTES
     onnx_name = f"{MODEL_ID}.onnx"
-    rep = export_onnx(load_alacgan(ckpt, None), os.path.join(out, onnx_name))
-    if rep.max_abs_diff > 1e-4:
+    rep = export_onnx(model, os.path.join(out, onnx_name), int8=int8)
+    if int8 and rep.float_max_abs_diff > 1e-4:
+        raise SystemExit(f"the float export differs from torch by {rep.float_max_abs_diff:.2e}")
+    if rep.max_abs_diff > (INT8_MAX_ABS_DIFF if int8 else 1e-4):
         raise SystemExit(f"the export differs from torch by {rep.max_abs_diff:.2e}")
+    if os.path.getsize(rep.path) > BUDGET_BYTES:
+        raise SystemExit(f"{rep.path} is {os.path.getsize(rep.path) / 1e6:.1f} MB, over the "
+                         f"{BUDGET_BYTES / 1e6:.0f} MB budget")
     digest = sha256_file(rep.path)
     meta = {"id": MODEL_ID, "name": "alac-open", "kind": "alacgan",
             "onnx": onnx_name, "fp16": None, "netg": None, "i2v": None,
@@ -36,10 +62,13 @@ def release(run: str, out: str | None = None, size: int = 256) -> str:
                        "DiceBear's CC0 avatar styles), see MODEL_CARD.md",
             "source": "krita_alac project: python -m training train / release, see MODEL_CARD.md",
             # Composed with flats (regions, exact hints, the network's shading) by default.
-            "snap": True, "size": int(size), "training_step": step, "sha256": digest}
+            "snap": True, "size": int(size), "training_step": step,
+            "weights": "int8" if int8 else "fp32", "sha256": digest}
     tmp = os.path.join(out, "model.json.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=2)
         f.write("\n")
     os.replace(tmp, os.path.join(out, "model.json"))
-    return f"wrote {rep.path} (step {step}, onnxruntime vs torch {rep.max_abs_diff:.2e}) and model.json"
+    kind = f"int8 weights ({rep.int8_weights} convolutions), " if int8 else ""
+    return (f"wrote {rep.path} ({os.path.getsize(rep.path) / 1e6:.1f} MB, {kind}step {step}, "
+            f"onnxruntime vs torch {rep.max_abs_diff:.2e}) and model.json")
