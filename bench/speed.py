@@ -4,7 +4,9 @@
 
 For each size: ONNX Runtime fp32 (fresh: sketch + hints), PyTorch eager with
 the original module structure (how the reference code runs), and ONNX Runtime
-re-colorizing the same line art with new hints (cached sketch features).
+re-colorizing the same line art with new hints (cached sketch features), and
+ONNX Runtime on the same weights stored as int8 (how a model over the plugin's
+30 MB budget ships: onnx_export.quantize_weights).
 Runs are interleaved and the median is reported, since the machine is shared.
 Also the peak RSS of a separate process doing one 512x512 ONNX Runtime run.
 """
@@ -30,7 +32,9 @@ def build_model(folder):
     model = AlacGAN(NetG(), LocalFeatures()).eval()
     path = os.path.join(folder, "bench.onnx")
     export_onnx(model, path, check=False)
-    return model, path
+    int8 = os.path.join(folder, "bench.int8.onnx")
+    export_onnx(model, int8, check=False, int8=True)
+    return model, path, int8
 
 
 def timed(fn):
@@ -39,11 +43,12 @@ def timed(fn):
     return time.perf_counter() - t
 
 
-def bench_size(model, path, size, reps):
+def bench_size(model, path, int8, size, reps):
     import torch
     from krita_alac.convert.onnx_export import random_inputs
     from krita_alac.engine.runtime import OnnxColorizer
     ort = OnnxColorizer(path, device="cpu")
+    ort8 = OnnxColorizer(int8, device="cpu")
     sketch, hint = random_inputs(size, size, seed=1)
     _, hint2 = random_inputs(size, size, seed=2)
     ts, th = torch.from_numpy(sketch), torch.from_numpy(hint)
@@ -55,7 +60,8 @@ def bench_size(model, path, size, reps):
 
     runs = {"onnxruntime fresh": lambda: ort.run(sketch, hint),
             "torch eager": eager,
-            "onnxruntime cached re-run": lambda: ort.decode(cache, hint2)}
+            "onnxruntime cached re-run": lambda: ort.decode(cache, hint2),
+            "onnxruntime int8 weights": lambda: ort8.run(sketch, hint)}
     for fn in runs.values():  # warm-up: first runs allocate and pick kernels
         fn()
         fn()
@@ -91,18 +97,21 @@ def main(argv=None):
     import torch
     print(f"torch {torch.__version__} threads {torch.get_num_threads()}, cpus {os.cpu_count()}")
     with tempfile.TemporaryDirectory() as tmp:
-        model, path = build_model(tmp)
+        model, path, int8 = build_model(tmp)
         rows = []
         for size in args.sizes:
-            t = bench_size(model, path, size, args.reps)
+            t = bench_size(model, path, int8, size, args.reps)
             gflop = GFLOP_512 * (size / 512) ** 2
             rows.append((size, t, gflop))
         print()
-        print("| size | ONNX Runtime fp32 | PyTorch eager | ORT / eager | cached re-run | re-run / fresh | ORT GFLOP/s |")
-        print("|---|---|---|---|---|---|---|")
+        print("| size | ONNX Runtime fp32 | PyTorch eager | ORT / eager | cached re-run | re-run / fresh "
+              "| int8 weights | int8 / fp32 | ORT GFLOP/s |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for size, t, gflop in rows:
             f, e, c = t["onnxruntime fresh"], t["torch eager"], t["onnxruntime cached re-run"]
-            print(f"| {size}² | {f:.2f} s | {e:.2f} s | {f / e:.2f}× | {c:.2f} s | {c / f:.2f}× | {gflop / f:.0f} |")
+            q = t["onnxruntime int8 weights"]
+            print(f"| {size}² | {f:.2f} s | {e:.2f} s | {f / e:.2f}× | {c:.2f} s | {c / f:.2f}× | {q:.2f} s "
+                  f"| {q / f:.2f}× | {gflop / f:.0f} |")
         print(f"\npeak RSS of one 512² ONNX Runtime run (separate process): {peak_rss_mb(path):.0f} MB")
 
 
