@@ -9,6 +9,9 @@ its own flat index (exact in float32 below 2**24), a SplitAlacGAN is built from
 the tagged net, and each split tensor then says, element by element, which NetG
 element it holds.  Every NetG element must be found, with one value, and every
 shape must match; afterwards the torch model is checked against ONNX Runtime.
+Int8 weights (onnx_export.quantize_weights) are read back dequantized; each half
+of a split convolution then had its own scales, so copies of one weight agree
+only within a quantization step.
 """
 from __future__ import annotations
 
@@ -20,32 +23,47 @@ from krita_alac.convert.alacgan import AlacGAN, NetG, SplitAlacGAN
 PREFIXES = ("enc/split.", "dec/split.")
 
 
-def onnx_initializers(path: str) -> dict:
+def onnx_initializers(path: str) -> tuple[dict, bool]:
+    """({name: float array}, whether any were int8), names without the enc/dec prefix."""
     import onnx
-    from onnx import numpy_helper
+    from onnx import helper, numpy_helper
     m = onnx.load(path)
+    raw = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    for node in m.graph.node:
+        # Weights stored as int8: (q - zero) * scale along the node's axis.
+        if node.op_type == "DequantizeLinear" and all(i in raw for i in node.input):
+            q, scale, zero = (raw[i] for i in node.input)
+            axis = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"), 1)
+            shape = [1] * q.ndim
+            shape[axis] = -1
+            raw[node.output[0]] = ((q.astype(np.float64) - zero.reshape(shape)) * scale.reshape(shape)).astype(np.float32)
+    quantized = any(v.dtype == np.int8 for v in raw.values())
     out = {}
-    for t in m.graph.initializer:
+    for name, v in raw.items():
         for p in PREFIXES:
-            if t.name.startswith(p):
-                out[t.name[len(p):]] = numpy_helper.to_array(t)
-    return out
+            if name.startswith(p) and v.dtype != np.int8 and not name.endswith("_scale"):
+                out[name[len(p):]] = v
+    return out, quantized
 
 
 def netg_state_from_onnx(path: str, ngf: int, tunnel4_blocks: int) -> dict:
     """A NetG(ngf, feat_channels=0, tunnel4_blocks) state dict from an exported ONNX file."""
-    inits = onnx_initializers(path)
-    g = NetG(ngf=ngf, feat_channels=0, tunnel4_blocks=tunnel4_blocks)
-    sd = g.state_dict()
-    total = sum(v.numel() for v in sd.values())
-    if total >= 2 ** 24:
-        raise ValueError("model too large for float32 index tagging")
-    tagged, start = {}, 0
-    for k, v in sd.items():
-        tagged[k] = torch.arange(start, start + v.numel(), dtype=torch.float32).view(v.shape)
-        start += v.numel()
-    g.load_state_dict(tagged)
-    split = SplitAlacGAN(AlacGAN(g, None)).state_dict()
+    inits, quantized = onnx_initializers(path)
+    # Tags in float64: exact up to 2**53 elements (the full-size generator has 19.6 M > 2**24).
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        g = NetG(ngf=ngf, feat_channels=0, tunnel4_blocks=tunnel4_blocks)
+        sd = g.state_dict()
+        total = sum(v.numel() for v in sd.values())
+        tagged, start = {}, 0
+        for k, v in sd.items():
+            tagged[k] = torch.arange(start, start + v.numel(), dtype=torch.float64).view(v.shape)
+            start += v.numel()
+        g.load_state_dict(tagged)
+        split = SplitAlacGAN(AlacGAN(g, None)).state_dict()
+    finally:
+        torch.set_default_dtype(default)
     extra = sorted(set(inits) - set(split))
     if extra:
         raise ValueError(f"{path}: weights the model has no place for (another ngf or block count?): "
@@ -61,14 +79,16 @@ def netg_state_from_onnx(path: str, ngf: int, tunnel4_blocks: int) -> dict:
         pos = idx.numpy().astype(np.int64).ravel()
         vals = arr.astype(np.float64).ravel()
         seen = ~np.isnan(flat[pos])
-        if seen.any() and not np.array_equal(flat[pos][seen], vals[seen]):
+        # Int8 copies of one weight may differ by up to a quantization step (max |w| / 127).
+        tol = np.abs(vals).max(initial=0.0) / 100.0 if quantized else 0.0
+        if seen.any() and not np.abs(flat[pos][seen] - vals[seen]).max() <= tol:
             raise ValueError(f"{path}: split.{name} disagrees with another copy of the same weights")
         flat[pos] = vals
     if np.isnan(flat).any():
         raise ValueError(f"{path}: {int(np.isnan(flat).sum())} generator weights are not in the file")
     out, start = {}, 0
     for k, v in sd.items():
-        out[k] = torch.from_numpy(flat[start:start + v.numel()].astype(np.float32)).view(v.shape)
+        out[k] = torch.from_numpy(flat[start:start + v.numel()].astype(np.float32)).view(tuple(v.shape))
         start += v.numel()
     return out
 
