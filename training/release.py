@@ -27,13 +27,10 @@ def load_run(run: str):
     from krita_alac.convert.checkpoints import load_alacgan
     from .weights import is_chunk_folder, load_chunks
     if is_chunk_folder(run):
-        from krita_alac.convert.alacgan import AlacGAN, NetG
-        from krita_alac.convert.checkpoints import check_state_dict, generator_config
+        from krita_alac.convert.alacgan import AlacGAN
+        from krita_alac.convert.checkpoints import generator_from_state
         sd, index = load_chunks(run)
-        g = NetG(**generator_config(sd, run))
-        check_state_dict(g.state_dict(), sd, run)
-        g.load_state_dict(sd)
-        return AlacGAN(g.eval(), None).eval(), int(index["step"])
+        return AlacGAN(generator_from_state(sd, run), None).eval(), int(index["step"])
     ckpt = os.path.join(run, "last.pth")
     step = int(torch.load(ckpt, map_location="cpu", weights_only=True)["step"])
     return load_alacgan(ckpt, None), step

@@ -106,9 +106,12 @@ def generator_config(sd: dict, what: str) -> dict:
 
 def load_generator(path: str):
     """NetG with the weights in `path`, in eval mode."""
+    return generator_from_state(strip_prefix(read_tensors(path)), _describe(path))
+
+
+def generator_from_state(sd: dict, what: str):
+    """NetG shaped after the state dict `sd` (named `what` in errors), in eval mode."""
     from .alacgan import NetG
-    sd = strip_prefix(read_tensors(path))
-    what = _describe(path)
     cfg = generator_config(sd, what)
     if cfg["ngf"] % 32 or cfg["feat_channels"] < 0 or cfg["tunnel4_blocks"] < 1:
         raise UserError(f"{what}: unsupported generator shape {cfg}")
