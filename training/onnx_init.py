@@ -29,6 +29,7 @@ def onnx_initializers(path: str) -> tuple[dict, bool]:
     from onnx import helper, numpy_helper
     m = onnx.load(path)
     raw = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    stored = set()                 # int8 values, scales, zero points: not weights themselves
     for node in m.graph.node:
         # Weights stored as int8: (q - zero) * scale along the node's axis.
         if node.op_type == "DequantizeLinear" and all(i in raw for i in node.input):
@@ -37,13 +38,13 @@ def onnx_initializers(path: str) -> tuple[dict, bool]:
             shape = [1] * q.ndim
             shape[axis] = -1
             raw[node.output[0]] = ((q.astype(np.float64) - zero.reshape(shape)) * scale.reshape(shape)).astype(np.float32)
-    quantized = any(v.dtype == np.int8 for v in raw.values())
+            stored.update(node.input)
     out = {}
     for name, v in raw.items():
         for p in PREFIXES:
-            if name.startswith(p) and v.dtype != np.int8 and not name.endswith("_scale"):
+            if name.startswith(p) and name not in stored:
                 out[name[len(p):]] = v
-    return out, quantized
+    return out, bool(stored)
 
 
 def netg_state_from_onnx(path: str, ngf: int, tunnel4_blocks: int) -> dict:
@@ -88,7 +89,7 @@ def netg_state_from_onnx(path: str, ngf: int, tunnel4_blocks: int) -> dict:
         raise ValueError(f"{path}: {int(np.isnan(flat).sum())} generator weights are not in the file")
     out, start = {}, 0
     for k, v in sd.items():
-        out[k] = torch.from_numpy(flat[start:start + v.numel()].astype(np.float32)).view(tuple(v.shape))
+        out[k] = torch.from_numpy(flat[start:start + v.numel()].astype(np.float32)).view(v.shape)
         start += v.numel()
     return out
 

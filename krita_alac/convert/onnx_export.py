@@ -138,13 +138,13 @@ def quantize_weights(graph, min_elements: int = 1024):
     front of its convolution, so the arithmetic stays fp32 and any onnxruntime runs it.
     Symmetric (zero point 0), scale = max |w| / 127 per channel."""
     from onnx import helper, numpy_helper
-    inits = {t.name: t for t in graph.graph.initializer}
     users = {}
     for node in graph.graph.node:
         for i, name in enumerate(node.input):
             users.setdefault(name, []).append((node, i))
     new_nodes, count = [], 0
-    for name, t in list(inits.items()):
+    for t in list(graph.graph.initializer):
+        name = t.name
         uses = users.get(name, [])
         if not uses or any(n.op_type not in ("Conv", "ConvTranspose") or i != 1 for n, i in uses):
             continue          # not (only) a convolution's weight: biases, shapes, ...
