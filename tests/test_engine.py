@@ -108,6 +108,31 @@ def test_int8_weights_quarter_the_file_and_keep_the_colors(reference, reference_
     assert np.abs(c.decode(cache, other) - c.run(sketch, other)).max() < 1e-5
 
 
+def test_int8_weights_are_dequantized_once_when_the_model_opens(reference, reference_model, tmp_path):
+    """The runtime's graphs hold fp32 weights (no per-run DequantizeLinear) and color exactly as
+    onnxruntime colors the stored int8 file; a graph with int8 activations is left alone."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper
+    from krita_alac.convert.onnx_export import export_onnx
+    from krita_alac.engine.runtime import _load_graphs, fold_weight_dequantize
+    rep = export_onnx(reference_model, str(tmp_path / "q.onnx"), int8=True, check=False)
+    graphs = _load_graphs(rep.path)
+    for name in ("encoder", "decoder"):
+        m = onnx.load_from_string(graphs[name])
+        assert not [n for n in m.graph.node if n.op_type == "DequantizeLinear"]
+        assert onnx.TensorProto.INT8 not in {t.data_type for t in m.graph.initializer}
+    sketch, hint = reference.case_inputs("dots")
+    stored = ort.InferenceSession(rep.path, providers=["CPUExecutionProvider"]).run(
+        None, {"sketch": sketch, "hint": hint})[0]
+    assert np.abs(OnnxColorizer(rep.path, device="cpu").run(sketch, hint) - stored).max() < 1e-4
+    # A quantized activation in front of a convolution: nothing to fold, nothing changed.
+    m = onnx.load(rep.path)
+    n_before = len(m.graph.node)
+    m.graph.node.append(helper.make_node("QuantizeLinear", ["color", "s", "z"], ["q"]))
+    assert fold_weight_dequantize(m) == 0 and len(m.graph.node) == n_before + 1
+
+
 # --- checkpoint formats ---------------------------------------------------
 
 def _sd(path):
