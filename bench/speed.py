@@ -5,8 +5,9 @@
 For each size: ONNX Runtime fp32 (fresh: sketch + hints), PyTorch eager with
 the original module structure (how the reference code runs), and ONNX Runtime
 re-colorizing the same line art with new hints (cached sketch features), and
-ONNX Runtime on the same weights stored as int8 (how a model over the plugin's
-30 MB budget ships: onnx_export.quantize_weights).
+ONNX Runtime on the same weights stored as int8 (onnx_export.quantize_weights), and
+with int8 activations as well (quantize_activations: how alac-open ships, the CPU's
+int8 x int8 convolutions), fresh and re-run.
 Runs are interleaved and the median is reported, since the machine is shared.
 Also the peak RSS of a separate process doing one 512x512 ONNX Runtime run.
 """
@@ -34,7 +35,12 @@ def build_model(folder):
     export_onnx(model, path, check=False)
     int8 = os.path.join(folder, "bench.int8.onnx")
     export_onnx(model, int8, check=False, int8=True)
-    return model, path, int8
+    from krita_alac.convert.onnx_export import random_inputs
+    q8 = os.path.join(folder, "bench.q8.onnx")
+    # Speed does not depend on what the ranges were calibrated on.
+    feeds = [dict(zip(("sketch", "hint"), random_inputs(256, 256, seed=s))) for s in range(4)]
+    export_onnx(model, q8, check=False, int8=True, calibration=feeds)
+    return model, path, int8, q8
 
 
 def timed(fn):
@@ -43,16 +49,18 @@ def timed(fn):
     return time.perf_counter() - t
 
 
-def bench_size(model, path, int8, size, reps):
+def bench_size(model, path, int8, q8, size, reps):
     import torch
     from krita_alac.convert.onnx_export import random_inputs
     from krita_alac.engine.runtime import OnnxColorizer
     ort = OnnxColorizer(path, device="cpu")
     ort8 = OnnxColorizer(int8, device="cpu")
+    ortq = OnnxColorizer(q8, device="cpu")
     sketch, hint = random_inputs(size, size, seed=1)
     _, hint2 = random_inputs(size, size, seed=2)
     ts, th = torch.from_numpy(sketch), torch.from_numpy(hint)
     cache = ort.encode(sketch)
+    cache_q = ortq.encode(sketch)
 
     def eager():
         with torch.no_grad():
@@ -61,7 +69,9 @@ def bench_size(model, path, int8, size, reps):
     runs = {"onnxruntime fresh": lambda: ort.run(sketch, hint),
             "torch eager": eager,
             "onnxruntime cached re-run": lambda: ort.decode(cache, hint2),
-            "onnxruntime int8 weights": lambda: ort8.run(sketch, hint)}
+            "onnxruntime int8 weights": lambda: ort8.run(sketch, hint),
+            "onnxruntime int8 activations": lambda: ortq.run(sketch, hint),
+            "int8 activations re-run": lambda: ortq.decode(cache_q, hint2)}
     for fn in runs.values():  # warm-up: first runs allocate and pick kernels
         fn()
         fn()
@@ -97,21 +107,22 @@ def main(argv=None):
     import torch
     print(f"torch {torch.__version__} threads {torch.get_num_threads()}, cpus {os.cpu_count()}")
     with tempfile.TemporaryDirectory() as tmp:
-        model, path, int8 = build_model(tmp)
+        model, path, int8, q8 = build_model(tmp)
         rows = []
         for size in args.sizes:
-            t = bench_size(model, path, int8, size, args.reps)
+            t = bench_size(model, path, int8, q8, size, args.reps)
             gflop = GFLOP_512 * (size / 512) ** 2
             rows.append((size, t, gflop))
         print()
         print("| size | ONNX Runtime fp32 | PyTorch eager | ORT / eager | cached re-run | re-run / fresh "
-              "| int8 weights | int8 / fp32 | ORT GFLOP/s |")
-        print("|---|---|---|---|---|---|---|---|---|")
+              "| int8 weights | int8 / fp32 | int8 activations | / fp32 | its re-run | / fp32 re-run | ORT GFLOP/s |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for size, t, gflop in rows:
             f, e, c = t["onnxruntime fresh"], t["torch eager"], t["onnxruntime cached re-run"]
             q = t["onnxruntime int8 weights"]
+            a, ac = t["onnxruntime int8 activations"], t["int8 activations re-run"]
             print(f"| {size}² | {f:.2f} s | {e:.2f} s | {f / e:.2f}× | {c:.2f} s | {c / f:.2f}× | {q:.2f} s "
-                  f"| {q / f:.2f}× | {gflop / f:.0f} |")
+                  f"| {q / f:.2f}× | {a:.2f} s | {a / f:.2f}× | {ac:.2f} s | {ac / c:.2f}× | {gflop / f:.0f} |")
         print(f"\npeak RSS of one 512² ONNX Runtime run (separate process): {peak_rss_mb(path):.0f} MB")
 
 

@@ -133,6 +133,44 @@ def test_int8_weights_are_dequantized_once_when_the_model_opens(reference, refer
     assert fold_weight_dequantize(m) == 0 and len(m.graph.node) == n_before + 1
 
 
+def test_int8_activations_run_on_the_cpu_and_as_floats_elsewhere(reference, reference_model, tmp_path):
+    """Calibrated int8 activations: the CPU session keeps them (QuantizeLinear in its graphs),
+    a GPU session gets the float graph (none left); both stay close to PyTorch, the cut
+    at the cache tensors still holds, and the weights keep their names."""
+    import onnx
+    from krita_alac.convert.onnx_export import export_onnx
+    from krita_alac.engine.runtime import _load_graphs
+    feeds = [dict(zip(("sketch", "hint"), random_inputs(96, 160, seed=s))) for s in range(6)]
+    hold = [dict(zip(("sketch", "hint"), random_inputs(96, 160, seed=s))) for s in (10, 11)]
+    rep = export_onnx(reference_model, str(tmp_path / "q.onnx"), int8=True, calibration=feeds, holdout=hold)
+    assert rep.int8_activations > 20 and rep.int8_weights > 20
+    assert rep.int8_psnr > 25
+    m = onnx.load(rep.path)
+    names = {t.name for t in m.graph.initializer}
+    weights = [n for n in names if n.endswith("_quantized")]
+    assert weights and all(w[:-len("_quantized")] in {i for n in m.graph.node for i in n.input} for w in weights)
+    ops = lambda blob: {n.op_type for n in onnx.load_from_string(blob).graph.node}   # noqa: E731
+    cpu, gpu = _load_graphs(rep.path, True), _load_graphs(rep.path, False)
+    assert cpu["meta"]["cache"] == gpu["meta"]["cache"] != []
+    for name in ("encoder", "decoder"):
+        assert "QuantizeLinear" in ops(cpu[name])
+        assert not {"QuantizeLinear", "DequantizeLinear"} & ops(gpu[name])
+    sketch, hint = reference.case_inputs("dots")
+    c = OnnxColorizer(rep.path, device="cpu")
+    out = c.run(sketch, hint)
+    cache = c.encode(sketch)
+    assert np.abs(c.decode(cache, hint) - out).max() < 1e-6
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    enc = ort.InferenceSession(gpu["encoder"], so, providers=["CPUExecutionProvider"])
+    dec = ort.InferenceSession(gpu["decoder"], so, providers=["CPUExecutionProvider"])
+    floats = dec.run(None, {**dict(zip(gpu["meta"]["cache"], enc.run(None, {"sketch": sketch}))), "hint": hint})[0]
+    ref = reference_output("dots")
+    psnr = lambda a: 10 * np.log10(4.0 / np.mean((a - ref) ** 2))                     # noqa: E731
+    assert psnr(floats) > 35                         # 7-bit weights, float arithmetic
+    assert 25 < psnr(out) < psnr(floats)             # int8 arithmetic: close, and really quantized
+
+
 # --- checkpoint formats ---------------------------------------------------
 
 def _sd(path):

@@ -169,6 +169,26 @@ def test_full_preset_size_and_its_chunks_fit_a_device_call(tmp_path):
     assert 19e6 < os.path.getsize(tmp_path / "model" / meta["onnx"]) < 30e6
 
 
+def test_a_release_that_fails_its_checks_leaves_the_model_folder_as_it_was(tmp_path, monkeypatch):
+    import training.release as rel
+    data = str(tmp_path / "data")
+    make_data(data, n=3, regions=False)
+    train(str(tmp_path / "run"), 1, dict(data=data, size=64, batch=2, ngf=32, tunnel4_blocks=1))
+    out = tmp_path / "model"
+    assert "step 1" in rel.release(str(tmp_path / "run"), str(out))
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert set(before) == {"alac-open.onnx", "model.json"}
+
+    def refuse(rep, *a):
+        assert os.path.basename(rep.path).endswith(".partial")      # checked before it is in place
+        raise SystemExit("int8 activations lose too much")
+    monkeypatch.setattr(rel, "_check", refuse)
+    with pytest.raises(SystemExit, match="lose too much"):
+        rel.release(str(tmp_path / "run"), str(out))
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    with pytest.raises(SystemExit, match="no manifest.json"):
+        rel.release(str(tmp_path / "run"), str(out), calibrate=str(tmp_path))
+
 def test_device_and_workers_leave_the_run_unchanged(tmp_path):
     data = str(tmp_path / "data")
     make_data(data, n=4)

@@ -29,6 +29,8 @@ class ExportReport:
     fp16_max_abs_diff: float | None = None
     int8_weights: int = 0                      # convolution weights stored as int8 (int8=True)
     float_max_abs_diff: float | None = None    # the float graph before quantizing, vs PyTorch
+    int8_activations: int = 0                  # activation tensors quantized (calibration=...)
+    int8_psnr: float | None = None             # PSNR vs PyTorch on held-out training feeds
 
 
 def export_graph(module, args, names_in, names_out, path, dynamic):
@@ -88,6 +90,13 @@ def build_graph(model, half: bool = False):
     for k, v in ((META_CACHE, ",".join(CACHE_NAMES)), (META_KIND, "alacgan"), (META_MULTIPLE, "32")):
         p = merged.metadata_props.add()
         p.key, p.value = k, v
+    # merge_models lists the default domain once per half; quantization tools want it once.
+    opsets = {}
+    for o in merged.opset_import:
+        opsets[o.domain] = max(o.version, opsets.get(o.domain, 0))
+    del merged.opset_import[:]
+    for domain, version in opsets.items():
+        merged.opset_import.add(domain=domain, version=version)
     merged.producer_name = "krita_alac"
     merged.doc_string = "AlacGAN line art colorization: sketch, hint -> color"
     return merged
@@ -102,10 +111,12 @@ def _cache_shapes(split, h, w):
 
 
 def export_onnx(model, path: str, fp16: bool = False, check: bool = True, check_size=(96, 160),
-                int8: bool = False) -> ExportReport:
+                int8: bool = False, calibration: list | None = None, holdout: list | None = None) -> ExportReport:
     """Write `path` (and `<stem>.fp16.onnx` with fp16=True), atomically, and
     compare ONNX Runtime with PyTorch on fresh random inputs.  int8=True stores the
-    convolution weights as int8 (quantize_weights): a quarter of the size, computed in fp32."""
+    convolution weights as int8 (quantize_weights): a quarter of the size, computed in fp32.
+    With `calibration` (feeds from training pictures) the activations are int8 as well
+    (quantize_activations); `holdout` (other such feeds) then measures report.int8_psnr."""
     import onnx
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
@@ -119,11 +130,18 @@ def export_onnx(model, path: str, fp16: bool = False, check: bool = True, check_
                 fp = os.path.join(tmp, "float.onnx")
                 save_atomic(onnx, graph, fp)
                 report.float_max_abs_diff = compare(model, fp, check_size)
-        graph, report.int8_weights = quantize_weights(graph)
+        if calibration:
+            graph, report.int8_activations = quantize_activations(graph, calibration)
+            report.int8_weights = sum(t.name.endswith("_quantized") and t.data_type == onnx.TensorProto.INT8
+                                      for t in graph.graph.initializer)
+        else:
+            graph, report.int8_weights = quantize_weights(graph)
     save_atomic(onnx, graph, path)
     if check:
         report.max_abs_diff = compare(model, path, check_size)
         report.check_shape = check_size
+        if int8 and calibration and holdout:
+            report.int8_psnr = psnr_vs_torch(model, path, holdout)
     if fp16:
         import copy
         half_path = fp16_path(path)
@@ -171,6 +189,90 @@ def quantize_weights(graph, min_elements: int = 1024):
     del graph.graph.node[:]
     graph.graph.node.extend(nodes)
     return graph, count
+
+
+def quantize_activations(graph, feeds: list, method: str = "average") -> tuple:
+    """(graph, count): the float `graph` with int8 activations as well (QDQ), the way
+    onnxruntime's CPU provider runs convolutions as int8 x int8 (1.4x faster decodes).
+
+    Calibrated on `feeds`, a list of {"sketch", "hint"} arrays from training pictures:
+    method "average" takes each tensor's min and max averaged over the pictures (one odd
+    picture widening a range cost 10 dB on others with "minmax", the global extremes);
+    the inputs' ranges are fixed at [-1, 1] (averaged over hint-free pictures they
+    shrank and clipped the hints).  Weights per output channel in 7 bits (reduce_range): CPUs without VNNI
+    multiply uint8 x int8 pairs into 16 bits, which 8-bit weights can overflow.
+    Activations uint8 with a zero point.  Each weight keeps its name (the int8 copy is
+    `<name>_quantized`), so the runtime's float graph and training's reader find it.
+    `count`: quantized activation tensors."""
+    import onnx
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+    if method not in ("average", "minmax"):
+        raise ValueError(f"calibration method must be average or minmax, got {method!r}")
+
+    class Feeds(CalibrationDataReader):
+        def __init__(self):
+            self._it = iter(feeds)
+
+        def get_next(self):
+            return next(self._it, None)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, pre, dst = (os.path.join(tmp, n) for n in ("float.onnx", "pre.onnx", "q.onnx"))
+        onnx.save(graph, src)
+        chatty = logging.getLogger()                    # the quantizer logs through the root logger
+        level = chatty.level
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            chatty.setLevel(logging.ERROR)
+            try:
+                quant_pre_process(src, pre, skip_symbolic_shape=True)
+                quantize_static(pre, dst, Feeds(), quant_format=QuantFormat.QDQ, per_channel=True,
+                                reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                                calibrate_method=CalibrationMethod.MinMax,
+                                op_types_to_quantize=["Conv", "ConvTranspose"],
+                                extra_options={
+                                    "ActivationSymmetric": False,
+                                    # The inputs' ranges are known; hint-free pictures say nothing of them.
+                                    "TensorQuantOverrides": {
+                                        n: [{"rmin": np.float32(-1.0), "rmax": np.float32(1.0)}]
+                                        for n in ("sketch", "hint")},
+                                    # Per-picture ranges averaged: one odd picture does not widen them.
+                                    "CalibMovingAverage": method == "average"})
+            finally:
+                chatty.setLevel(level)
+        q = onnx.load(dst)
+    inits = {t.name for t in q.graph.initializer}
+    rename = {}
+    for n in q.graph.node:
+        w = n.input[0][:-len("_quantized")] if n.input and n.input[0].endswith("_quantized") else None
+        if n.op_type == "DequantizeLinear" and w and w not in inits and all(i in inits for i in n.input if i):
+            rename[n.output[0]] = w
+            n.output[0] = w
+    for n in q.graph.node:
+        for i, name in enumerate(n.input):
+            if name in rename:
+                n.input[i] = rename[name]
+    del q.metadata_props[:]
+    q.metadata_props.extend(graph.metadata_props)
+    q.producer_name, q.doc_string = graph.producer_name, graph.doc_string
+    return q, sum(n.op_type == "QuantizeLinear" for n in q.graph.node)
+
+
+def psnr_vs_torch(model, path: str, feeds: list) -> float:
+    """PSNR (dB over the [-1, 1] range, all `feeds` pooled) of ONNX Runtime's CPU colors
+    against PyTorch's."""
+    import torch
+    from ..engine.runtime import OnnxColorizer
+    c = OnnxColorizer(path, device="cpu")
+    se = n = 0.0
+    for f in feeds:
+        with torch.no_grad():
+            ref = model(torch.from_numpy(f["sketch"]), torch.from_numpy(f["hint"])).numpy()
+        se += float(np.sum((c.run(f["sketch"], f["hint"]).astype(np.float64) - ref) ** 2))
+        n += ref.size
+    return float(10 * np.log10(4.0 / max(se / n, 1e-12)))
 
 
 def fp16_path(path: str) -> str:

@@ -63,6 +63,15 @@ def gpu_provider_available(device: str) -> bool:
     return _is_gpu(choose_providers(device, ort.get_available_providers())[0])
 
 
+def on_cpu(device: str) -> bool:
+    """Whether a session for `device` starts on onnxruntime's CPU provider."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return True
+    return choose_providers(device, ort.get_available_providers())[0] == "CPUExecutionProvider"
+
+
 def _is_gpu(provider: str) -> bool:
     return provider != "CPUExecutionProvider"
 
@@ -181,7 +190,7 @@ class OnnxColorizer(OrtBacked):
             graphs, self._cache_names = hit
             self._ort = OrtSessions(graphs, device, self.warnings, os.path.basename(path))
             return
-        graphs = _load_graphs(path)
+        graphs = _load_graphs(path, int8_activations=on_cpu(device))
         self._cache_names = graphs.pop("meta")["cache"]
         self._ort = OrtSessions(graphs, device, self.warnings, os.path.basename(path),
                                 store.begin(graphs) if store else None)
@@ -283,6 +292,40 @@ def _cpu_flags() -> str:
     return platform.processor()
 
 
+def strip_activation_quantization(model) -> int:
+    """The float graph of a model with int8 activations (QDQ): each activation's
+    QuantizeLinear -> DequantizeLinear pair is bypassed, so the float tensor goes straight on.
+
+    GPU providers run the float graph (their int8 convolutions are slower or missing, and the
+    int8 path exists for the CPU); the weights stay as rounded to int8.  Returns the count."""
+    g = model.graph
+    inits = {t.name for t in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    outputs = {o.name for o in g.output}
+    bypass, drop = {}, []
+    for n in g.node:
+        if n.op_type != "DequantizeLinear" or n.input[0] in inits or n.output[0] in outputs:
+            continue
+        q = producer.get(n.input[0])
+        if q is not None and q.op_type == "QuantizeLinear":
+            bypass[n.output[0]] = q.input[0]
+            drop.append(n)
+    for n in drop:
+        g.node.remove(n)
+    for n in g.node:
+        for i, name in enumerate(n.input):
+            if name in bypass:
+                n.input[i] = bypass[name]
+    read = {i for n in g.node for i in n.input} | outputs
+    for q in [n for n in g.node if n.op_type == "QuantizeLinear" and n.output[0] not in read]:
+        g.node.remove(q)
+    used = {i for n in g.node for i in n.input}
+    for t in [t for t in g.initializer if t.name not in used and t.name not in outputs and
+              (t.name.endswith("_scale") or t.name.endswith("_zero_point"))]:
+        g.initializer.remove(t)
+    return len(drop)
+
+
 def fold_weight_dequantize(model) -> int:
     """Weights stored as int8 (model.json "weights": "int8") become fp32 initializers again.
 
@@ -299,9 +342,9 @@ def fold_weight_dequantize(model) -> int:
     for node in g.node:
         if node.op_type != "DequantizeLinear" or not all(n in inits for n in node.input if n):
             continue
-        x = numpy_helper.to_array(inits[node.input[0]]).astype(np.float32)
-        scale = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
-        zero = (numpy_helper.to_array(inits[node.input[2]]).astype(np.float32)
+        x = numpy_helper.to_array(inits[node.input[0]]).astype(np.float64)
+        scale = numpy_helper.to_array(inits[node.input[1]]).astype(np.float64)
+        zero = (numpy_helper.to_array(inits[node.input[2]]).astype(np.float64)
                 if len(node.input) > 2 and node.input[2] else np.zeros_like(scale))
         if scale.ndim == 1 and scale.size > 1:          # per-channel along `axis`
             axis = next((a.i for a in node.attribute if a.name == "axis"), 1) % x.ndim
@@ -322,10 +365,11 @@ def fold_weight_dequantize(model) -> int:
     return len(folded)
 
 
-def _load_graphs(path: str) -> dict:
+def _load_graphs(path: str, int8_activations: bool = True) -> dict:
     """Cut a krita_alac ONNX model at its cache tensors into encoder and decoder.
 
-    Any other ONNX model with inputs sketch, hint and output color runs whole."""
+    Any other ONNX model with inputs sketch, hint and output color runs whole.  A model with
+    int8 activations keeps them only where `int8_activations` (the CPU); else it runs as floats."""
     if not os.path.isfile(path):
         raise UserError(f"model file not found: {path}")
     try:
@@ -340,6 +384,8 @@ def _load_graphs(path: str) -> dict:
     if sorted(inputs) != ["hint", "sketch"] or outputs != ["color"]:
         raise UserError(f"{os.path.basename(path)} is not a colorizer model: inputs {inputs}, outputs {outputs} "
                         "(expected sketch, hint -> color)")
+    if not int8_activations:
+        strip_activation_quantization(model)
     fold_weight_dequantize(model)
     meta = {p.key: p.value for p in model.metadata_props}
     cache = [n for n in meta.get(META_CACHE, "").split(",") if n]
