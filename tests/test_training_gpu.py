@@ -188,6 +188,21 @@ def test_a_release_that_fails_its_checks_leaves_the_model_folder_as_it_was(tmp_p
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     with pytest.raises(SystemExit, match="no manifest.json"):
         rel.release(str(tmp_path / "run"), str(out), calibrate=str(tmp_path))
+    # Calibrated on the training pictures: int8 activations, said in model.json, run by the engine.
+    import onnx
+    from krita_alac.engine.runtime import OnnxColorizer
+    monkeypatch.undo()
+    msg = rel.release(str(tmp_path / "run"), str(out), calibrate=data)
+    assert "int8 activations" in msg
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["weights"] == meta["activations"] == "int8"
+    m = onnx.load(str(out / meta["onnx"]))
+    assert "QuantizeLinear" in {n.op_type for n in m.graph.node}
+    assert sorted(p.name for p in out.iterdir()) == ["alac-open.onnx", "model.json"]
+    sketch = np.ones((1, 1, 64, 64), np.float32)
+    sketch[..., 20:22, :] = -1
+    color = OnnxColorizer(str(out / meta["onnx"]), device="cpu").run(sketch, np.zeros((1, 4, 16, 16), np.float32))
+    assert color.shape == (1, 3, 64, 64) and np.isfinite(color).all()
 
 def test_device_and_workers_leave_the_run_unchanged(tmp_path):
     data = str(tmp_path / "data")
