@@ -74,3 +74,30 @@ def test_open_weights_follow_the_hints(bundled, example):
         d_without = np.abs(without[m] - target).mean()
         closer.append(d_with < d_without)
     assert np.mean(closer) >= 0.75, closer
+
+
+CYCLE = os.path.join(ROOT, "krita_alac", "models", "cycle-open")
+
+
+def test_bundled_cycle_open_draws_outlines_and_tints_closed_shapes():
+    """The shipped cycle pair: its files are the ones model.json names, the line generator inks
+    a drawn outline and not the fill or the paper, and Auto colors tints the inside of a closed
+    shape while the paper far from it stays light."""
+    from krita_alac.engine import store
+    from krita_alac.engine.image2image import auto_colors, neural_lines
+    m = store.read_model(CYCLE)
+    assert m.meta["kind"] == "image2image" and m.meta["lines"] == "cycle-open-lines.onnx"
+    assert store.sha256_file(m.onnx) == m.meta["sha256"]
+    assert store.sha256_file(os.path.join(CYCLE, m.meta["lines"])) == m.meta["sha256_lines"]
+    pic = np.full((256, 256, 4), 255, np.uint8)
+    pic[64:192, 64:192, :3] = (200, 40, 40)
+    for sl in (np.s_[64:70, 64:192], np.s_[186:192, 64:192], np.s_[64:192, 64:70], np.s_[64:192, 186:192]):
+        pic[sl][..., :3] = 0
+    ink = neural_lines(pic, os.path.join(CYCLE, m.meta["lines"]), size=256, backend="onnx", device="cpu")[..., 3]
+    assert ink[64:70, 90:160].mean() > 128 and ink[186:192, 90:160].mean() > 128     # the outline
+    assert ink[100:150, 100:150].mean() < 40 and ink[5:40, 5:40].mean() < 40          # fill, paper
+    lines = np.zeros_like(pic)
+    lines[..., 3] = np.where(pic[..., 0] == 0, 255, 0)
+    colors = auto_colors(lines, m.onnx, size=256, backend="onnx", device="cpu")[..., :3].astype(float)
+    inside, paper = colors[100:150, 100:150].mean(), colors[5:30, 5:30].mean()
+    assert paper > 200 and inside < paper - 10, (inside, paper)

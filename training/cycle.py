@@ -84,7 +84,7 @@ class CycleConfig:
     data: str = ""
     size: int = 128              # training crop, a multiple of 2**n_down
     batch: int = 4
-    ngf: int = 16                # generators' base width (cycle-open's budget size; see CYCLE_MODEL_CARD.md)
+    ngf: int = 16                # generators' base width (cycle-open's budget size; see krita_alac/models/cycle-open/MODEL_CARD.md)
     n_down: int = 3
     n_blocks: int = 4            # residual blocks in each generator's bottleneck
     g_b: str = "ures"            # color -> sketch generator: ures (U-Net + ResBlocks) or resnet (CycleGAN's)

@@ -4,7 +4,7 @@ DIR gets, in the layout of krita_alac/models/alac-open/:
   cycle-open.onnx        G_A, sketch -> color (model.json "onnx": the engine's Auto colors)
   cycle-open-lines.onnx  G_B, color -> sketch (model.json "lines": neural line extraction)
   model.json             kind "image2image", both files' sha256, the run's step and phase
-  MODEL_CARD.md          training/CYCLE_MODEL_CARD.md, when DIR has no card of its own
+  MODEL_CARD.md          the bundled card (krita_alac/models/cycle-open/), when DIR has no card of its own
 Both graphs are exported by krita_alac.convert.cyclegan_export and checked against
 PyTorch on a random non-square input; the finished folder is then loaded the way the
 engine loads an installed model (store.read_model, registry resolution, auto_colors and
@@ -24,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL_ID = "cycle-open"
 COLOR_ONNX = f"{MODEL_ID}.onnx"
 LINES_ONNX = f"{MODEL_ID}-lines.onnx"
-CARD = os.path.join(ROOT, "training", "CYCLE_MODEL_CARD.md")
+CARD = os.path.join(ROOT, "krita_alac", "models", MODEL_ID, "MODEL_CARD.md")
 MAX_DIFF = 1e-4          # ONNX Runtime vs PyTorch, as the alac-open release
 
 
