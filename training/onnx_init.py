@@ -24,27 +24,20 @@ PREFIXES = ("enc/split.", "dec/split.")
 
 
 def onnx_initializers(path: str) -> tuple[dict, bool]:
-    """({name: float array}, whether any were int8), names without the enc/dec prefix."""
+    """({name: float array}, whether any were int8), names without the enc/dec prefix.
+    Read as the runtime's float graph: int8 activations dropped, int8 weights dequantized."""
     import onnx
-    from onnx import helper, numpy_helper
+    from onnx import numpy_helper
+    from krita_alac.engine.runtime import fold_weight_dequantize, strip_activation_quantization
     m = onnx.load(path)
-    raw = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
-    stored = set()                 # int8 values, scales, zero points: not weights themselves
-    for node in m.graph.node:
-        # Weights stored as int8: (q - zero) * scale along the node's axis.
-        if node.op_type == "DequantizeLinear" and all(i in raw for i in node.input):
-            q, scale, zero = (raw[i] for i in node.input)
-            axis = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"), 1)
-            shape = [1] * q.ndim
-            shape[axis] = -1
-            raw[node.output[0]] = ((q.astype(np.float64) - zero.reshape(shape)) * scale.reshape(shape)).astype(np.float32)
-            stored.update(node.input)
+    strip_activation_quantization(m)
+    quantized = fold_weight_dequantize(m) > 0
     out = {}
-    for name, v in raw.items():
+    for t in m.graph.initializer:
         for p in PREFIXES:
-            if name.startswith(p) and name not in stored:
-                out[name[len(p):]] = v
-    return out, bool(stored)
+            if t.name.startswith(p):
+                out[t.name[len(p):]] = numpy_helper.to_array(t)
+    return out, quantized
 
 
 def netg_state_from_onnx(path: str, ngf: int, tunnel4_blocks: int) -> dict:

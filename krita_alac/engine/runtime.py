@@ -319,11 +319,15 @@ def strip_activation_quantization(model) -> int:
     read = {i for n in g.node for i in n.input} | outputs
     for q in [n for n in g.node if n.op_type == "QuantizeLinear" and n.output[0] not in read]:
         g.node.remove(q)
-    used = {i for n in g.node for i in n.input}
-    for t in [t for t in g.initializer if t.name not in used and t.name not in outputs and
-              (t.name.endswith("_scale") or t.name.endswith("_zero_point"))]:
-        g.initializer.remove(t)
+    _drop_unread_initializers(g)
     return len(drop)
+
+
+def _drop_unread_initializers(g) -> None:
+    """Initializers no node reads any more (scales, zero points, int8 copies)."""
+    read = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+    for t in [t for t in g.initializer if t.name not in read]:
+        g.initializer.remove(t)
 
 
 def fold_weight_dequantize(model) -> int:
@@ -357,11 +361,7 @@ def fold_weight_dequantize(model) -> int:
     for node, tensor in folded:
         g.node.remove(node)
         g.initializer.append(tensor)
-    # The int8 copies, scales and zero points no one reads any more.
-    used = {n for node in g.node for n in node.input} | {o.name for o in g.output}
-    inputs = {n for node, _ in folded for n in node.input}
-    for t in [t for t in g.initializer if t.name in inputs and t.name not in used]:
-        g.initializer.remove(t)
+    _drop_unread_initializers(g)
     return len(folded)
 
 
