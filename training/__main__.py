@@ -72,7 +72,7 @@ def main(argv=None):
     t.add_argument("--steps", type=int, required=True, help="train until this step")
     t.add_argument("--minutes", type=float, help="stop (with a checkpoint) after this many minutes")
     for name, typ in (("size", int), ("batch", int), ("ngf", int), ("tunnel4_blocks", int), ("lr", float),
-                      ("gan", float), ("seed", int), ("ckpt_minutes", float), ("log_every", int),
+                      ("decay_steps", int), ("gan", float), ("seed", int), ("ckpt_minutes", float), ("log_every", int),
                       ("sample_every", int), ("threads", int), ("init", str), ("perceptual", float),
                       ("perceptual_layers", str), ("perceptual_size", int)):
         t.add_argument("--" + name.replace("_", "-"), dest=name, type=typ)
@@ -92,7 +92,7 @@ def main(argv=None):
     gp.add_argument("--expect-resume", dest="expect_resume", action="store_true",
                     help="stop with an error, instead of starting afresh, when the run has no checkpoint")
     for name, typ in (("preset", str), ("init", str), ("gan", float), ("batch", int), ("lr", float),
-                      ("size", int), ("perceptual", float), ("perceptual_size", int)):
+                      ("decay_steps", int), ("seed", int), ("size", int), ("perceptual", float), ("perceptual_size", int)):
         gp.add_argument("--" + name.replace("_", "-"), dest=name, type=typ,
                         default="full" if name == "preset" else None)
     _not_run_settings(gp, workers=None, amp="bf16")
@@ -179,12 +179,13 @@ def main(argv=None):
               f"{ix['params']} parameters, step {ix['step']}) to {a.out}")
     elif a.cmd == "gpu":
         from .gpu import gpu_call
-        over = {k: getattr(a, k) for k in ("init", "gan", "batch", "lr", "size", "perceptual", "perceptual_size")}
+        over = {k: getattr(a, k) for k in ("init", "gan", "batch", "lr", "decay_steps", "seed", "size", "perceptual",
+                                         "perceptual_size")}
         gpu_call(a.run, a.data, a.out, a.minutes, a.steps, a.preset, over, a.device, a.workers, a.amp,
                  a.expect_resume, a.vgg)
     elif a.cmd == "train":
         from .train import apply_preset, train
-        keys = ("data", "size", "batch", "ngf", "tunnel4_blocks", "lr", "gan", "seed", "ckpt_minutes",
+        keys = ("data", "size", "batch", "ngf", "tunnel4_blocks", "lr", "decay_steps", "gan", "seed", "ckpt_minutes",
                 "log_every", "sample_every", "threads", "init", "perceptual", "perceptual_layers", "perceptual_size")
         train(a.run, a.steps, apply_preset(a.preset, {k: getattr(a, k) for k in keys}), a.minutes,
               a.device, a.workers, a.amp, a.vgg)

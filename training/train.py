@@ -19,6 +19,7 @@ PRESETS names whole configurations (`--preset full`: the issue's full-size model
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import time
@@ -43,6 +44,7 @@ class Config:
     ngf: int = 32
     tunnel4_blocks: int = 6
     lr: float = 1e-4
+    decay_steps: int = 0       # generator lr: cosine from lr down to lr/20 at this step (then flat); 0 = constant
     betas: tuple = (0.5, 0.9)  # as in the AlacGAN paper
     gan: float = 0.0           # weight of the WGAN-GP adversarial loss; 0 = L1 only
     gp: float = 10.0
@@ -252,6 +254,16 @@ def pick_device(device: str | None) -> torch.device:
     return torch.device(device)
 
 
+def lr_at(cfg: Config, step: int) -> float:
+    """The generator's learning rate for `step` (0-based): a function of the step alone, so a
+    resumed run follows the same schedule.  A fine-tuning run ends low, where L1 settles."""
+    if cfg.decay_steps <= 0:
+        return cfg.lr
+    t = min(step, cfg.decay_steps) / cfg.decay_steps
+    end = cfg.lr / 20
+    return end + (cfg.lr - end) * 0.5 * (1 + math.cos(math.pi * t))
+
+
 def _cpu(sd: dict) -> dict:
     return {k: v.detach().to("cpu") for k, v in sd.items()}
 
@@ -348,6 +360,8 @@ def train(run: str, steps: int, overrides: dict, minutes: float | None = None, d
         while step < steps and not stop:
             if minutes is not None and time.time() - t_start > minutes * 60:
                 break
+            for group in opt_g.param_groups:
+                group["lr"] = lr_at(cfg, step)
             sketch, hint, target = (x.to(dev, non_blocking=True) for x in batches.get(step, steps))
             with torch.autocast("cuda", torch.bfloat16, enabled=use_amp):
                 out = g(sketch, hint, None)
@@ -386,6 +400,8 @@ def train(run: str, steps: int, overrides: dict, minutes: float | None = None, d
             step += 1
             seen += sketch.shape[0]
             if step % cfg.log_every == 0:
+                if cfg.decay_steps:
+                    rec["lr"] = float(f"{lr_at(cfg, step - 1):.3g}")
                 rec["img_s"] = round(seen / (time.time() - t_log), 2)
                 if batches.pool is not None:
                     rec["wait_s"] = round(batches.waited, 2)   # of this log interval, waiting for data
