@@ -30,7 +30,8 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
-DEFAULT_MIB = 34.0           # + the repository's ~17-30 MB of tracked files stays under the 64 MiB limit
+DEFAULT_MIB = 30.0           # + the repository's ~34 MiB of tracked files stays under the 64 MiB limit
+BLOCK = 4096                 # the device tool weighs files by the disk blocks they take, not their bytes
 REGION_BYTES = 800           # estimated compressed regions.npz bytes per image (measured ~720 on alac2)
 # Lossless encodings: WebP (method 6: 1.8 % smaller, 15x slower), or PNG for a Pillow without WebP.
 FORMATS = {"webp": dict(format="WEBP", lossless=True, quality=100, method=4),
@@ -84,8 +85,14 @@ def _stem(name: str) -> str:
     return os.path.splitext(name)[0]
 
 
+def _on_disk(n: int) -> int:
+    return -(-n // BLOCK) * BLOCK
+
+
 def _folder_bytes(folder: str) -> int:
-    return sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder))
+    """Disk space of the folder's files (whole blocks: a small file costs a block however short)."""
+    return sum(max(os.stat(p).st_blocks * 512, _on_disk(os.path.getsize(p)))
+               for p in (os.path.join(folder, f) for f in os.listdir(folder)))
 
 
 def pack(data: str, out: str, max_mib: float = DEFAULT_MIB, vgg_layer: str | None = "relu3_3",
@@ -118,10 +125,11 @@ def pack(data: str, out: str, max_mib: float = DEFAULT_MIB, vgg_layer: str | Non
             from .perceptual import NPZ_NAME, save_npz
             save_npz(os.path.join(tmp, NPZ_NAME), vgg_layer, np.float16 if vgg_dtype == "fp16" else np.float32,
                      vgg_src)
-            fixed += os.path.getsize(os.path.join(tmp, NPZ_NAME))
-        fixed += 4096                                   # the manifest's head and the npz containers
+            fixed += _on_disk(os.path.getsize(os.path.join(tmp, NPZ_NAME)))
+        fixed += 2 * BLOCK                                 # the manifest's head and the npz containers
         if fixed >= budget:
-            raise SystemExit(f"--max-mib {max_mib}: the VGG16 trunk alone takes {fixed / 2**20:.1f} MiB")
+            raise SystemExit(f"--max-mib {max_mib}: no image fits (the index and the VGG16 trunk alone take "
+                             f"{fixed / 2**20:.2f} MiB)")
         used, kept = fixed, []
         sequence = [items[i] for i in order(items)]
         with ProcessPoolExecutor(max(1, workers)) as ex:
@@ -130,7 +138,7 @@ def pack(data: str, out: str, max_mib: float = DEFAULT_MIB, vgg_layer: str | Non
                 new = dict(it, file=_stem(it["file"]) + "." + fmt)
                 if it.get("lines"):
                     new["lines"] = _stem(it["lines"]) + "." + fmt
-                cost = len(color) + (len(lines) if lines else 0) + len(json.dumps(new)) + 2
+                cost = _on_disk(len(color)) + (_on_disk(len(lines)) if lines else 0) + len(json.dumps(new)) + 2
                 cost += REGION_BYTES if maps else 0
                 if used + cost > budget:
                     ex.shutdown(wait=True, cancel_futures=True)
