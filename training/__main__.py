@@ -10,16 +10,15 @@ the generator in <= 15 MiB chunks ($OUT/gen), log.jsonl and sample.png; later ca
 with `python -m training train RUN --data /work/data/alac2 --preset full --init <the gen folder>`.
 """
 import argparse
-import os
 import sys
 
-
-def _disk_bytes(names) -> int:
-    """Space the files take on disk (whole blocks): what the device tool weighs against its 64 MiB.
-    A pack of 43.2 MB in 7,666 small files was refused beside a 22 MB checkout (62.9 MiB counted
-    by file sizes, 75 MiB in blocks); 33 MB in 5,750 files was taken (62.7 MiB in blocks)."""
-    import os
-    return sum(os.stat(n).st_blocks * 512 for n in names if n and os.path.isfile(n))
+# Run settings each subcommand takes (a resumed run keeps its own; these are its first start's).
+TRAIN_SETTINGS = (("size", int), ("batch", int), ("ngf", int), ("tunnel4_blocks", int), ("lr", float),
+                  ("decay_steps", int), ("gan", float), ("seed", int), ("ckpt_minutes", float), ("log_every", int),
+                  ("sample_every", int), ("threads", int), ("init", str), ("perceptual", float),
+                  ("perceptual_layers", str), ("perceptual_size", int))
+GPU_SETTINGS = (("init", str), ("gan", float), ("batch", int), ("lr", float), ("decay_steps", int),
+                ("seed", int), ("size", int), ("perceptual", float), ("perceptual_size", int))
 
 
 def _tree_bytes():
@@ -30,7 +29,8 @@ def _tree_bytes():
                                check=True).stdout.split(b"\0")
     except (OSError, subprocess.CalledProcessError):
         return None
-    return _disk_bytes(names)
+    from .pack import disk_bytes
+    return disk_bytes(n.decode() for n in names)
 
 
 def _not_run_settings(p, workers=0, amp=None):
@@ -80,10 +80,7 @@ def main(argv=None):
     t.add_argument("--data", help="folder made by 'data' (first start only)")
     t.add_argument("--steps", type=int, required=True, help="train until this step")
     t.add_argument("--minutes", type=float, help="stop (with a checkpoint) after this many minutes")
-    for name, typ in (("size", int), ("batch", int), ("ngf", int), ("tunnel4_blocks", int), ("lr", float),
-                      ("decay_steps", int), ("gan", float), ("seed", int), ("ckpt_minutes", float), ("log_every", int),
-                      ("sample_every", int), ("threads", int), ("init", str), ("perceptual", float),
-                      ("perceptual_layers", str), ("perceptual_size", int)):
+    for name, typ in TRAIN_SETTINGS:
         t.add_argument("--" + name.replace("_", "-"), dest=name, type=typ)
     t.add_argument("--preset", help="a named configuration for a new run (training.train.PRESETS: full, "
                                     "full-gan); explicit settings win")
@@ -100,10 +97,9 @@ def main(argv=None):
     gp.add_argument("--steps", type=int, default=10 ** 9, help="train until this step (default: no limit)")
     gp.add_argument("--expect-resume", dest="expect_resume", action="store_true",
                     help="stop with an error, instead of starting afresh, when the run has no checkpoint")
-    for name, typ in (("preset", str), ("init", str), ("gan", float), ("batch", int), ("lr", float),
-                      ("decay_steps", int), ("seed", int), ("size", int), ("perceptual", float), ("perceptual_size", int)):
-        gp.add_argument("--" + name.replace("_", "-"), dest=name, type=typ,
-                        default="full" if name == "preset" else None)
+    gp.add_argument("--preset", default="full", help="a named configuration for a new run (default full)")
+    for name, typ in GPU_SETTINGS:
+        gp.add_argument("--" + name.replace("_", "-"), dest=name, type=typ)
     _not_run_settings(gp, workers=None, amp="bf16")
 
     ew = sub.add_parser("export-weights", help="a run's generator in numbered chunks (fp32 if it fits, else "
@@ -172,8 +168,8 @@ def main(argv=None):
         import time
         from .pack import DEFAULT_MIB, pack
         t0 = time.time()
+        tree = _tree_bytes()             # before packing: a pack inside the checkout is not the checkout
         if a.max_mib is None:
-            tree = _tree_bytes()
             a.max_mib = round(64 - 1 - tree / 2 ** 20, 1) if tree is not None else DEFAULT_MIB
             print(f"--max-mib {a.max_mib} (what this checkout's files leave of the device's 64 MiB, less 1)")
         m = pack(a.data, a.out, a.max_mib, a.vgg_layer or None, a.vgg_dtype, a.workers, fmt=a.fmt)
@@ -181,7 +177,6 @@ def main(argv=None):
             print(f"{name}: {c['images']} images ({c['with_exact_lines']} with exact line art)")
         print(f"{m['count']} of {m['packed']['from_count']} images in {a.out}: {m['bytes']} bytes on disk "
               f"({m['bytes'] / 2**20:.2f} MiB of {a.max_mib}) in {time.time() - t0:.0f} s")
-        tree = _tree_bytes()
         if tree is not None:
             print(f"with this checkout's {tree / 2**20:.1f} MiB of tracked and untracked files: "
                   f"{(tree + m['bytes']) / 2**20:.1f} MiB of the device's 64 MiB (counted in disk blocks)")
@@ -192,14 +187,12 @@ def main(argv=None):
               f"{ix['params']} parameters, step {ix['step']}) to {a.out}")
     elif a.cmd == "gpu":
         from .gpu import gpu_call
-        over = {k: getattr(a, k) for k in ("init", "gan", "batch", "lr", "decay_steps", "seed", "size", "perceptual",
-                                         "perceptual_size")}
+        over = {k: getattr(a, k) for k, _ in GPU_SETTINGS}
         gpu_call(a.run, a.data, a.out, a.minutes, a.steps, a.preset, over, a.device, a.workers, a.amp,
                  a.expect_resume, a.vgg)
     elif a.cmd == "train":
         from .train import apply_preset, train
-        keys = ("data", "size", "batch", "ngf", "tunnel4_blocks", "lr", "decay_steps", "gan", "seed", "ckpt_minutes",
-                "log_every", "sample_every", "threads", "init", "perceptual", "perceptual_layers", "perceptual_size")
+        keys = ("data",) + tuple(k for k, _ in TRAIN_SETTINGS)
         train(a.run, a.steps, apply_preset(a.preset, {k: getattr(a, k) for k in keys}), a.minutes,
               a.device, a.workers, a.amp, a.vgg)
     elif a.cmd == "cycle":

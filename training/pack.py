@@ -89,10 +89,16 @@ def _on_disk(n: int) -> int:
     return -(-n // BLOCK) * BLOCK
 
 
-def _folder_bytes(folder: str) -> int:
-    """Disk space of the folder's files (whole blocks: a small file costs a block however short)."""
+def disk_bytes(paths) -> int:
+    """Disk space of the files (whole blocks: a small file costs a block however short), as the
+    device tool weighs them: a pack of 43.2 MB in 7,666 files was refused beside a 22 MB checkout
+    (62.9 MiB by file sizes, 75 MiB in blocks); 33 MB in 5,750 files was taken (62.7 MiB)."""
     return sum(max(os.stat(p).st_blocks * 512, _on_disk(os.path.getsize(p)))
-               for p in (os.path.join(folder, f) for f in os.listdir(folder)))
+               for p in paths if p and os.path.isfile(p))
+
+
+def _folder_bytes(folder: str) -> int:
+    return disk_bytes(os.path.join(folder, f) for f in os.listdir(folder))
 
 
 def pack(data: str, out: str, max_mib: float = DEFAULT_MIB, vgg_layer: str | None = "relu3_3",
