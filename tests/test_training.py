@@ -176,3 +176,24 @@ def test_cosine_decay_sets_the_generators_lr_from_the_step_alone(tmp_path):
     import json
     logged = [json.loads(x)["lr"] for x in open(tmp_path / "r" / "log.jsonl")]
     assert logged == [float(f"{lr_at(cfg, s):.3g}") for s in range(3)]
+
+
+def test_train_only_moves_the_named_parts_and_l2_is_logged(tmp_path):
+    data = str(tmp_path / "data")
+    make_data(data)
+    opts = dict(data=data, size=64, batch=2, ngf=32, tunnel4_blocks=1, log_every=1, lr=1e-3)
+    train(str(tmp_path / "a"), 1, dict(opts))
+    init = str(tmp_path / "a" / "last.pth")
+    train(str(tmp_path / "b"), 3, dict(opts, init=init, train_only="tunnel1,exit", pixel_loss="l2"))
+    a = torch.load(init, weights_only=True)["state_dictG"]
+    b = torch.load(tmp_path / "b" / "last.pth", weights_only=True)
+    moved = {k for k, v in a.items() if not torch.equal(v, b["state_dictG"][k])}
+    assert moved and all(k.startswith(("tunnel1.", "exit.")) for k in moved), sorted(moved)[:5]
+    assert "exit.weight" in moved and b["config"]["train_only"] == "tunnel1,exit"
+    logs = [json.loads(x) for x in open(tmp_path / "b" / "log.jsonl")]
+    assert len(logs) == 3 and all(r["l2"] > 0 and r["l1"] > 0 for r in logs)
+    import pytest
+    with pytest.raises(SystemExit, match="no part tunnel9"):
+        train(str(tmp_path / "c"), 1, dict(opts, train_only="tunnel9"))
+    with pytest.raises(SystemExit, match="pixel_loss 'l3'"):
+        train(str(tmp_path / "d"), 1, dict(opts, pixel_loss="l3"))

@@ -16,7 +16,8 @@ import sys
 TRAIN_SETTINGS = (("size", int), ("batch", int), ("ngf", int), ("tunnel4_blocks", int), ("lr", float),
                   ("decay_steps", int), ("gan", float), ("seed", int), ("ckpt_minutes", float), ("log_every", int),
                   ("sample_every", int), ("threads", int), ("init", str), ("perceptual", float),
-                  ("perceptual_layers", str), ("perceptual_size", int))
+                  ("perceptual_layers", str), ("perceptual_size", int),
+                  ("pixel_loss", str), ("train_only", str))
 GPU_SETTINGS = (("init", str), ("gan", float), ("batch", int), ("lr", float), ("decay_steps", int),
                 ("seed", int), ("size", int), ("perceptual", float), ("perceptual_size", int))
 

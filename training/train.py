@@ -58,6 +58,10 @@ class Config:
     perceptual_layers: str = "relu1_2,relu2_2,relu3_3"
     perceptual_size: int = 0   # compute it on a random window this big of each pair, at full resolution
                                # (a quarter of the cost at half the crop size); 0 = the whole crop
+    pixel_loss: str = "l1"     # l1 (the paper's), or l2: the squared error that PSNR measures; an L1 network
+                               # paints the likeliest color where it cannot know, an L2 one the expected color
+    train_only: str = ""       # comma-separated NetG parts to train (e.g. "tunnel1,exit"), the rest frozen:
+                               # a fine-tune whose backward pass stops early, cheap enough for a CPU; "" = all
 
 
 # Named configurations; a preset fills only the settings not given explicitly, at a run's first start.
@@ -264,6 +268,26 @@ def lr_at(cfg: Config, step: int) -> float:
     return end + (cfg.lr - end) * 0.5 * (1 + math.cos(math.pi * t))
 
 
+def trainable(g: nn.Module, train_only: str) -> list:
+    """The parameters to optimize: all, or those of the named top-level parts (the others get
+    requires_grad False, so the backward pass ends at the first trained part)."""
+    names = [n.strip() for n in train_only.split(",") if n.strip()]
+    if not names:
+        return list(g.parameters())
+    parts = dict(g.named_children())
+    unknown = [n for n in names if n not in parts]
+    if unknown:
+        raise SystemExit(f"train_only: no part {', '.join(unknown)} in the generator; it has {', '.join(parts)}")
+    for p in g.parameters():
+        p.requires_grad_(False)
+    out = []
+    for n in names:
+        for p in parts[n].parameters():
+            p.requires_grad_(True)
+            out.append(p)
+    return out
+
+
 def _cpu(sd: dict) -> dict:
     return {k: v.detach().to("cpu") for k, v in sd.items()}
 
@@ -286,7 +310,10 @@ def train(run: str, steps: int, overrides: dict, minutes: float | None = None, d
     batches = Batches(data, cfg, workers)           # forks before CUDA starts
     torch.manual_seed(cfg.seed)
     g = NetG(ngf=cfg.ngf, feat_channels=0, tunnel4_blocks=cfg.tunnel4_blocks)
-    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=cfg.betas)
+    if cfg.pixel_loss not in ("l1", "l2"):
+        raise SystemExit(f"pixel_loss {cfg.pixel_loss!r}: use l1 or l2")
+    params = trainable(g, cfg.train_only)
+    opt_g = torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas)
     d = opt_d = None
     if cfg.gan > 0:
         d = Critic()
@@ -367,8 +394,12 @@ def train(run: str, steps: int, overrides: dict, minutes: float | None = None, d
                 out = g(sketch, hint, None)
             out = out.float()
             l1 = F.l1_loss(out, target)
-            loss = l1
             rec = {"step": step + 1, "l1": round(l1.item(), 5)}
+            if cfg.pixel_loss == "l2":
+                loss = F.mse_loss(out, target)
+                rec["l2"] = round(loss.item(), 5)
+            else:
+                loss = l1
             if perc is not None:
                 o, t = out, target
                 p = cfg.perceptual_size
