@@ -391,3 +391,39 @@ def test_model_json_size_and_composition_defaults(reference_onnx, store_home):
     # A model file without a card: the network alone at the default size.
     r = eng.colorize(ColorizeRequest(lines=lines, hints=hints, engine=reference_onnx.path))
     assert r.compose == "raw" and r.size == 512
+
+
+def test_flip_ensemble_makes_the_colors_mirror_with_the_drawing(reference_onnx, store_home):
+    import json
+    import shutil
+    from krita_alac.engine.registry import Engines
+    from krita_alac.engine.request import ColorizeRequest
+    for name, extra in (("plain", {}), ("flipped", {"ensemble": "flip"}), ("bad", {"ensemble": "rotate"})):
+        folder = store_home / "models" / name
+        folder.mkdir(parents=True)
+        shutil.copy(reference_onnx.path, folder / "model.onnx")
+        (folder / "model.json").write_text(json.dumps({"id": name, "onnx": "model.onnx", "size": 64, **extra}))
+    rng = np.random.default_rng(3)
+    lines = np.zeros((128, 96, 4), np.uint8)           # at 64: 64 x 48 content, padded to 64 x 64 on the right
+    lines[:, 30:33] = (0, 0, 0, 255)
+    lines[70:73] = (0, 0, 0, 255)
+    hints = np.zeros((128, 96, 4), np.uint8)
+    hints[10:30, 5:25] = (200, 30, 30, 255)
+    hints[90:120, 60:80] = (rng.integers(0, 255, 3).tolist() + [255])
+    eng = Engines()
+
+    def run(engine, lines_, hints_):
+        r = eng.colorize(ColorizeRequest(lines=lines_, hints=hints_, engine=engine))
+        assert r.compose == "raw" and r.size == 64
+        return r.rgba[..., :3].astype(int)
+
+    def mirrored(engine):
+        return np.abs(run(engine, lines[:, ::-1].copy(), hints[:, ::-1].copy())[:, ::-1] - run(engine, lines, hints))
+
+    # The ensemble mirrors its colors with the drawing (only rounding differs); the network alone does not.
+    assert mirrored("flipped").max() <= 2
+    assert mirrored("plain").mean() > 5 * max(mirrored("flipped").mean(), 0.05)
+    # ... and its colors are the network's, not something else: close to the plain run where both agree.
+    assert np.abs(run("flipped", lines, hints) - run("plain", lines, hints)).mean() < 40
+    with pytest.raises(UserError, match='unknown "ensemble" \'rotate\''):
+        eng.colorize(ColorizeRequest(lines=lines, hints=hints, engine="bad"))

@@ -58,8 +58,10 @@ class Config:
     perceptual_layers: str = "relu1_2,relu2_2,relu3_3"
     perceptual_size: int = 0   # compute it on a random window this big of each pair, at full resolution
                                # (a quarter of the cost at half the crop size); 0 = the whole crop
-    pixel_loss: str = "l1"     # l1 (the paper's), or l2: the squared error that PSNR measures; an L1 network
-                               # paints the likeliest color where it cannot know, an L2 one the expected color
+    pixel_loss: str = "l1"     # l1 (the paper's); l2, the squared error (an L1 network paints the likeliest
+                               # color where it cannot know, an L2 one the expected color); or psnr, each
+                               # picture's log squared error, as a benchmark that averages PSNR over pictures
+                               # weighs them (l2 alone trades the easy pictures for the hard ones)
     train_only: str = ""       # comma-separated NetG parts to train (e.g. "tunnel1,exit"), the rest frozen:
                                # a fine-tune whose backward pass stops early, cheap enough for a CPU; "" = all
 
@@ -310,8 +312,8 @@ def train(run: str, steps: int, overrides: dict, minutes: float | None = None, d
     batches = Batches(data, cfg, workers)           # forks before CUDA starts
     torch.manual_seed(cfg.seed)
     g = NetG(ngf=cfg.ngf, feat_channels=0, tunnel4_blocks=cfg.tunnel4_blocks)
-    if cfg.pixel_loss not in ("l1", "l2"):
-        raise SystemExit(f"pixel_loss {cfg.pixel_loss!r}: use l1 or l2")
+    if cfg.pixel_loss not in ("l1", "l2", "psnr"):
+        raise SystemExit(f"pixel_loss {cfg.pixel_loss!r}: use l1, l2 or psnr")
     params = trainable(g, cfg.train_only)
     opt_g = torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas)
     d = opt_d = None
@@ -398,6 +400,11 @@ def train(run: str, steps: int, overrides: dict, minutes: float | None = None, d
             if cfg.pixel_loss == "l2":
                 loss = F.mse_loss(out, target)
                 rec["l2"] = round(loss.item(), 5)
+            elif cfg.pixel_loss == "psnr":
+                # minus the mean PSNR of the batch's pictures, in dB (colors in [0, 1])
+                mse = ((out - target) * 0.5).pow(2).flatten(1).mean(1)
+                loss = 10.0 * torch.log10(mse + 1e-10).mean()
+                rec["psnr"] = round(-loss.item(), 3)
             else:
                 loss = l1
             if perc is not None:
