@@ -192,6 +192,10 @@ def test_train_only_moves_the_named_parts_and_l2_is_logged(tmp_path):
     assert "exit.weight" in moved and b["config"]["train_only"] == "tunnel1,exit"
     logs = [json.loads(x) for x in open(tmp_path / "b" / "log.jsonl")]
     assert len(logs) == 3 and all(r["l2"] > 0 and r["l1"] > 0 for r in logs)
+    # psnr: each picture's log squared error; the logged value is the batch's mean PSNR in dB
+    train(str(tmp_path / "e"), 2, dict(opts, init=init, pixel_loss="psnr"))
+    logs = [json.loads(x) for x in open(tmp_path / "e" / "log.jsonl")]
+    assert len(logs) == 2 and all(3.0 < r["psnr"] < 60.0 for r in logs)
     import pytest
     with pytest.raises(SystemExit, match="no part tunnel9"):
         train(str(tmp_path / "c"), 1, dict(opts, train_only="tunnel9"))
