@@ -176,7 +176,11 @@ def test_a_release_that_fails_its_checks_leaves_the_model_folder_as_it_was(tmp_p
     make_data(data, n=3, regions=False)
     train(str(tmp_path / "run"), 1, dict(data=data, size=64, batch=2, ngf=32, tunnel4_blocks=1))
     out = tmp_path / "model"
-    assert "step 1" in rel.release(str(tmp_path / "run"), str(out))
+    with pytest.raises(SystemExit, match="the only ensemble is flip"):
+        rel.release(str(tmp_path / "run"), str(out), ensemble="rotate")
+    assert not out.exists() or not any(out.iterdir())
+    assert "step 1" in rel.release(str(tmp_path / "run"), str(out), ensemble="flip")
+    assert json.loads((out / "model.json").read_text())["ensemble"] == "flip"
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     assert set(before) == {"alac-open.onnx", "model.json"}
 
@@ -196,7 +200,7 @@ def test_a_release_that_fails_its_checks_leaves_the_model_folder_as_it_was(tmp_p
     msg = rel.release(str(tmp_path / "run"), str(out), calibrate=data)
     assert "int8 activations" in msg
     meta = json.loads((out / "model.json").read_text())
-    assert meta["weights"] == meta["activations"] == "int8"
+    assert meta["weights"] == meta["activations"] == "int8" and "ensemble" not in meta
     m = onnx.load(str(out / meta["onnx"]))
     assert "QuantizeLinear" in {n.op_type for n in m.graph.node}
     assert sorted(p.name for p in out.iterdir()) == ["alac-open.onnx", "model.json"]

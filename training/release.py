@@ -52,10 +52,14 @@ def load_run(run: str):
     return load_alacgan(ckpt, None), step
 
 
-def release(run: str, out: str | None = None, size: int = 256, calibrate: str | None = None) -> str:
+def release(run: str, out: str | None = None, size: int = 256, calibrate: str | None = None,
+            ensemble: str | None = None) -> str:
     """`size`: the working size the model scores best at (model.json "size", the engine's default).
     `calibrate`: a training data folder; int8 activations too (the CPU's faster path), calibrated
-    on its pictures."""
+    on its pictures.  `ensemble`: "flip" has the engine average the colors of the picture and of
+    its mirror image (model.json "ensemble")."""
+    if ensemble not in (None, "flip"):
+        raise SystemExit(f"--ensemble {ensemble}: the only ensemble is flip")
     from krita_alac.convert.onnx_export import export_onnx
     out = out or DEFAULT_OUT
     if calibrate is not None and not os.path.isfile(os.path.join(calibrate, "manifest.json")):
@@ -88,6 +92,8 @@ def release(run: str, out: str | None = None, size: int = 256, calibrate: str | 
             "snap": True, "size": int(size), "training_step": step,
             "weights": "int8" if int8 else "fp32", "activations": "int8" if calibrate else "fp32",
             "sha256": digest}
+    if ensemble:
+        meta["ensemble"] = ensemble
     tmp = os.path.join(out, "model.json.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=2)
