@@ -393,7 +393,7 @@ def test_model_json_size_and_composition_defaults(reference_onnx, store_home):
     assert r.compose == "raw" and r.size == 512
 
 
-def test_flip_ensemble_makes_the_colors_mirror_with_the_drawing(reference_onnx, store_home):
+def test_flip_ensemble_makes_the_colors_mirror_with_the_drawing(reference_onnx, store_home, capsys):
     import json
     import shutil
     from krita_alac.engine.registry import Engines
@@ -427,3 +427,9 @@ def test_flip_ensemble_makes_the_colors_mirror_with_the_drawing(reference_onnx, 
     assert np.abs(run("flipped", lines, hints) - run("plain", lines, hints)).mean() < 40
     with pytest.raises(UserError, match='unknown "ensemble" \'rotate\''):
         eng.colorize(ColorizeRequest(lines=lines, hints=hints, engine="bad"))
+    from krita_alac.engine.cli import main
+    capsys.readouterr()
+    assert main(["info"]) == 0
+    listed = {ln.split(":")[0].strip(): ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("  ")}
+    assert listed["flipped"].endswith("working size 64, flip ensemble")
+    assert listed["plain"].endswith("working size 64")

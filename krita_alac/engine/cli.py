@@ -226,7 +226,8 @@ def cmd_info(args):
             files += f" + line generator {os.path.basename(store.lines_file(m))}"
         size = model_size(m.meta)
         size = f"working size {size}" if size else f"working size {DEFAULT_SIZE} (model.json names none)"
-        print(f"  {m.id}: {m.label} [{m.kind}] {files}, {size}")
+        extra = ", flip ensemble" if m.meta.get("ensemble") == "flip" else ""
+        print(f"  {m.id}: {m.label} [{m.kind}] {files}, {size}{extra}")
 
 
 COMMANDS = {"convert": cmd_convert, "colorize": cmd_colorize, "flats": cmd_flats, "lines": cmd_lines,
