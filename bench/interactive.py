@@ -118,6 +118,8 @@ class Worker:
         msg = {"op": "colorize", "id": self.id, "width": w, "height": h, "format": "RGBA8", "lines": 0, "hints": 0,
                "hints_rect": [int(x0), int(y0), int(x1 - x0), int(y1 - y0)], "lines_digest": digest,
                "engine": engine}
+        if ":" in engine:           # ENGINE:COMPOSE, e.g. alac-open:raw
+            msg["engine"], msg["compose"] = engine.rsplit(":", 1)
         payloads, files = [], []
         if self.transfer == "inline":
             if send_lines:
@@ -241,7 +243,8 @@ def krita_part(size: int, engine: str, strokes: int, reps: int):
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m bench.interactive")
     ap.add_argument("--sizes", nargs="+", default=["2048x2048", "4096x4096", "4096x3072"])
-    ap.add_argument("--engines", nargs="+", default=["flats", "auto"])
+    ap.add_argument("--engines", nargs="+", default=["flats", "auto"],
+                    help="flats, auto, a model id or file; ENGINE:COMPOSE (e.g. auto:raw) for another composition")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--no-krita", action="store_true", help="skip the part in real Krita")
     ap.add_argument("--krita-size", type=int, default=4096)

@@ -398,7 +398,8 @@ def test_flip_ensemble_makes_the_colors_mirror_with_the_drawing(reference_onnx, 
     import shutil
     from krita_alac.engine.registry import Engines
     from krita_alac.engine.request import ColorizeRequest
-    for name, extra in (("plain", {}), ("flipped", {"ensemble": "flip"}), ("bad", {"ensemble": "rotate"})):
+    for name, extra in (("plain", {}), ("flipped", {"ensemble": "flip"}), ("bad", {"ensemble": "rotate"}),
+                        ("rawflip", {"ensemble": "flip-raw"})):
         folder = store_home / "models" / name
         folder.mkdir(parents=True)
         shutil.copy(reference_onnx.path, folder / "model.onnx")
@@ -425,6 +426,11 @@ def test_flip_ensemble_makes_the_colors_mirror_with_the_drawing(reference_onnx, 
     assert mirrored("plain").mean() > 5 * max(mirrored("flipped").mean(), 0.05)
     # ... and its colors are the network's, not something else: close to the plain run where both agree.
     assert np.abs(run("flipped", lines, hints) - run("plain", lines, hints)).mean() < 40
+    # "flip-raw": the ensemble for the network alone only; composed results are the plain model's.
+    assert np.array_equal(run("rawflip", lines, hints), run("flipped", lines, hints))
+    composed = [eng.colorize(ColorizeRequest(lines=lines, hints=hints, engine=m, compose="shade")).rgba
+                for m in ("rawflip", "plain", "flipped")]
+    assert np.array_equal(composed[0], composed[1]) and not np.array_equal(composed[0], composed[2])
     with pytest.raises(UserError, match='unknown "ensemble" \'rotate\''):
         eng.colorize(ColorizeRequest(lines=lines, hints=hints, engine="bad"))
     from krita_alac.engine.cli import main
@@ -433,3 +439,4 @@ def test_flip_ensemble_makes_the_colors_mirror_with_the_drawing(reference_onnx, 
     listed = {ln.split(":")[0].strip(): ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("  ")}
     assert listed["flipped"].endswith("working size 64, flip ensemble")
     assert listed["plain"].endswith("working size 64")
+    assert listed["rawflip"].endswith("working size 64, flip ensemble for the network alone")

@@ -176,11 +176,11 @@ def test_a_release_that_fails_its_checks_leaves_the_model_folder_as_it_was(tmp_p
     make_data(data, n=3, regions=False)
     train(str(tmp_path / "run"), 1, dict(data=data, size=64, batch=2, ngf=32, tunnel4_blocks=1))
     out = tmp_path / "model"
-    with pytest.raises(SystemExit, match="the only ensemble is flip"):
+    with pytest.raises(SystemExit, match="--ensemble rotate: use flip or flip-raw"):
         rel.release(str(tmp_path / "run"), str(out), ensemble="rotate")
     assert not out.exists() or not any(out.iterdir())
-    assert "step 1" in rel.release(str(tmp_path / "run"), str(out), ensemble="flip")
-    assert json.loads((out / "model.json").read_text())["ensemble"] == "flip"
+    assert "step 1" in rel.release(str(tmp_path / "run"), str(out), ensemble="flip-raw")
+    assert json.loads((out / "model.json").read_text())["ensemble"] == "flip-raw"
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     assert set(before) == {"alac-open.onnx", "model.json"}
 

@@ -144,8 +144,9 @@ def main(argv=None):
     rl.add_argument("--size", type=int, default=256, help="working size the model does best at (model.json)")
     rl.add_argument("--calibrate", metavar="DATA",
                     help="training data folder: int8 activations too (the CPU's faster path), calibrated on it")
-    rl.add_argument("--ensemble", choices=("flip",),
-                    help="flip: the engine averages the colors of the picture and of its mirror image (model.json)")
+    rl.add_argument("--ensemble", choices=("flip", "flip-raw"),
+                    help="flip: the engine averages the colors of the picture and of its mirror image; flip-raw: "
+                         "only for the network alone, not under the flats composition (model.json)")
     rc = sub.add_parser("release-cycle", help="export a cycle run's two generators as a cycle-open model folder")
     rc.add_argument("run")
     rc.add_argument("--out", required=True, help="model folder to write (nothing is bundled by default)")

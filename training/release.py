@@ -57,9 +57,10 @@ def release(run: str, out: str | None = None, size: int = 256, calibrate: str | 
     """`size`: the working size the model scores best at (model.json "size", the engine's default).
     `calibrate`: a training data folder; int8 activations too (the CPU's faster path), calibrated
     on its pictures.  `ensemble`: "flip" has the engine average the colors of the picture and of
-    its mirror image (model.json "ensemble")."""
-    if ensemble not in (None, "flip"):
-        raise SystemExit(f"--ensemble {ensemble}: the only ensemble is flip")
+    its mirror image, "flip-raw" only for the network alone (model.json "ensemble")."""
+    from krita_alac.engine.registry import ENSEMBLES
+    if ensemble is not None and ensemble not in ENSEMBLES:
+        raise SystemExit(f"--ensemble {ensemble}: use {' or '.join(ENSEMBLES)}")
     from krita_alac.convert.onnx_export import export_onnx
     out = out or DEFAULT_OUT
     if calibrate is not None and not os.path.isfile(os.path.join(calibrate, "manifest.json")):

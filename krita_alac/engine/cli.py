@@ -226,7 +226,8 @@ def cmd_info(args):
             files += f" + line generator {os.path.basename(store.lines_file(m))}"
         size = model_size(m.meta)
         size = f"working size {size}" if size else f"working size {DEFAULT_SIZE} (model.json names none)"
-        extra = ", flip ensemble" if m.meta.get("ensemble") == "flip" else ""
+        extra = {"flip": ", flip ensemble", "flip-raw": ", flip ensemble for the network alone"}.get(
+            m.meta.get("ensemble"), "")
         print(f"  {m.id}: {m.label} [{m.kind}] {files}, {size}{extra}")
 
 

@@ -34,7 +34,8 @@ class ModelSpec:
     kind: str = KIND_ALACGAN
     snap: bool = False          # compose with flats unless asked otherwise (model.json "snap")
     size: int | None = None     # working size the model does best at (model.json "size")
-    flip: bool = False          # average with the mirrored picture's colors (model.json "ensemble": "flip")
+    flip: str | None = None     # average with the mirrored picture's colors: "all" compositions, "raw" only
+                                # (model.json "ensemble": "flip" / "flip-raw"), None: never
 
     @property
     def key(self):
@@ -74,14 +75,19 @@ def model_size(meta: dict, key: str = "size") -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 and v % 32 == 0 else None
 
 
-def model_flip(meta: dict) -> bool:
-    """model.json's "ensemble": "flip" (the only ensemble there is); anything else is a mistake."""
+ENSEMBLES = {"flip": "all", "flip-raw": "raw"}
+
+
+def model_flip(meta: dict) -> str | None:
+    """model.json's "ensemble": "flip" (every composition) or "flip-raw" (only the network alone,
+    --compose raw); absent or "none": no ensemble; anything else is a mistake."""
     v = meta.get("ensemble")
     if v in (None, "none"):
-        return False
-    if v == "flip":
-        return True
-    raise UserError(f"model {meta.get('id')!r}: unknown \"ensemble\" {v!r} in model.json (use \"flip\" or leave it out)")
+        return None
+    if v in ENSEMBLES:
+        return ENSEMBLES[v]
+    raise UserError(f"model {meta.get('id')!r}: unknown \"ensemble\" {v!r} in model.json "
+                    "(use \"flip\", \"flip-raw\" or leave it out)")
 
 
 def _from_installed(m: store.InstalledModel) -> ModelSpec:
@@ -144,37 +150,32 @@ def load_colorizer(spec: ModelSpec, backend: str = "auto", device: str = "auto",
     return TorchColorizer(load_alacgan(spec.netg, spec.i2v), device, warnings)
 
 
-class FlipEnsemble:
-    """A colorizer's colors averaged with those of the left-right mirrored sketch and hints,
-    mirrored back.  A drawing's colors do not depend on which way it faces, but a network's
-    guesses do: the mean of the two has a lower expected error wherever they disagree (open
-    areas, unhinted regions), for twice the decoder's work; the sketch features of both
-    are cached, so a new stroke costs two decodes and no encode.  Only the picture is
-    mirrored (its width rounded up to the hint grid): the padding stays on the right,
-    where the network saw it in training."""
+class SketchCache:
+    """The encoder's features of the last line art, and (made when first needed) those of its
+    left-right mirror image, for the flip ensemble."""
 
-    def __init__(self, inner):
-        self.inner = inner
+    def __init__(self, sketch: np.ndarray, width: int, plain):
+        self.sketch, self.plain = sketch, plain
+        # Only the picture is mirrored (its width rounded up to the hint grid): the padding
+        # stays on the right, where the network saw it in training.
+        self.width = min(-(-width // HINT_SCALE) * HINT_SCALE, sketch.shape[-1])
+        self._mirrored = None
 
-    def __getattr__(self, name):            # backend, device, provider, warnings ...
-        return getattr(self.inner, name)
+    def mirrored(self, colorizer):
+        if self._mirrored is None:
+            self._mirrored = colorizer.encode(_mirror(self.sketch, self.width))
+        return self._mirrored
 
-    @property
-    def caches(self) -> bool:
-        return self.inner.caches
 
-    def encode(self, sketch: np.ndarray, width: int | None = None):
-        w = sketch.shape[-1] if width is None else min(-(-width // HINT_SCALE) * HINT_SCALE, sketch.shape[-1])
-        return (w, self.inner.encode(sketch), self.inner.encode(_mirror(sketch, w)))
-
-    def decode(self, cache, hint: np.ndarray) -> np.ndarray:
-        w, plain, mirrored = cache
-        a = self.inner.decode(plain, hint)
-        b = self.inner.decode(mirrored, _mirror(hint, w // HINT_SCALE))
-        return (a + _mirror(b, w)) * 0.5
-
-    def run(self, sketch, hint):
-        return self.decode(self.encode(sketch), hint)
+def flip_decode(colorizer, cache: SketchCache, hint: np.ndarray) -> np.ndarray:
+    """The mean of the network's colors for the page and, mirrored back, for its mirror image.
+    A drawing's colors do not depend on which way it faces, but the network's guesses do a little:
+    the mean has the lower expected error wherever they disagree (open areas, unhinted regions),
+    for a second decoder run (and a second encoder run per new line art)."""
+    w = cache.width
+    a = colorizer.decode(cache.plain, hint)
+    b = colorizer.decode(cache.mirrored(colorizer), _mirror(hint, w // HINT_SCALE))
+    return (a + _mirror(b, w)) * 0.5
 
 
 def _mirror(a: np.ndarray, w: int) -> np.ndarray:
@@ -239,8 +240,6 @@ class NeuralEngine:
         self.spec = spec
         self.warnings: list = []
         self.colorizer = load_colorizer(spec, backend, device, self.warnings)
-        if spec.flip:
-            self.colorizer = FlipEnsemble(self.colorizer)
         self._cache_key = None
         self._cache = None
 
@@ -269,11 +268,14 @@ class NeuralEngine:
             if mode != "raw":
                 ink = ink_mask(lum)
             del lum
-            self._cache = (self.colorizer.encode(sketch, geo.w) if self.spec.flip
-                           else self.colorizer.encode(sketch))
+            self._cache = SketchCache(sketch, geo.w, self.colorizer.encode(sketch))
             self._cache_key = key
         _report(progress, 0.5, "colors")
-        color = self.colorizer.decode(self._cache, prepare_hints(hints, geo))
+        grid = prepare_hints(hints, geo)
+        if self.spec.flip == "all" or (self.spec.flip == "raw" and mode == "raw"):
+            color = flip_decode(self.colorizer, self._cache, grid)
+        else:
+            color = self.colorizer.decode(self._cache.plain, grid)
         label, labels, layers = self.spec.label, None, None
         warnings = []
         if mode == "raw":
