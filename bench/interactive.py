@@ -33,6 +33,8 @@ import time
 
 import numpy as np
 
+from krita_alac.engine.compose import COMPOSE_MODES
+
 
 def make_page(h: int, w: int, seed: int = 0, shapes: int = 120, strokes: int = 60):
     rng = np.random.default_rng(seed)
@@ -118,8 +120,9 @@ class Worker:
         msg = {"op": "colorize", "id": self.id, "width": w, "height": h, "format": "RGBA8", "lines": 0, "hints": 0,
                "hints_rect": [int(x0), int(y0), int(x1 - x0), int(y1 - y0)], "lines_digest": digest,
                "engine": engine}
-        if ":" in engine:           # ENGINE:COMPOSE, e.g. alac-open:raw
-            msg["engine"], msg["compose"] = engine.rsplit(":", 1)
+        name, _, compose = engine.rpartition(":")
+        if compose in COMPOSE_MODES:        # ENGINE:COMPOSE, e.g. alac-open:raw
+            msg["engine"], msg["compose"] = name, compose
         payloads, files = [], []
         if self.transfer == "inline":
             if send_lines:

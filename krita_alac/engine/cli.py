@@ -218,7 +218,7 @@ def cmd_info(args):
     models = store.installed_models()
     if not models:
         print("installed models: none (colorize uses flats)")
-    from .registry import model_size
+    from .registry import ENSEMBLES, model_size
     from .request import DEFAULT_SIZE
     for m in models:
         files = ", ".join(os.path.basename(p) for p in (m.onnx, m.fp16, m.netg, m.i2v) if p)
@@ -226,8 +226,8 @@ def cmd_info(args):
             files += f" + line generator {os.path.basename(store.lines_file(m))}"
         size = model_size(m.meta)
         size = f"working size {size}" if size else f"working size {DEFAULT_SIZE} (model.json names none)"
-        extra = {"flip": ", flip ensemble", "flip-raw": ", flip ensemble for the network alone"}.get(
-            m.meta.get("ensemble"), "")
+        extra = {"all": ", flip ensemble", "raw": ", flip ensemble for the network alone"}.get(
+            ENSEMBLES.get(str(m.meta.get("ensemble"))), "")
         print(f"  {m.id}: {m.label} [{m.kind}] {files}, {size}{extra}")
 
 

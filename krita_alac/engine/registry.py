@@ -84,7 +84,7 @@ def model_flip(meta: dict) -> str | None:
     v = meta.get("ensemble")
     if v in (None, "none"):
         return None
-    if v in ENSEMBLES:
+    if isinstance(v, str) and v in ENSEMBLES:
         return ENSEMBLES[v]
     raise UserError(f"model {meta.get('id')!r}: unknown \"ensemble\" {v!r} in model.json "
                     "(use \"flip\", \"flip-raw\" or leave it out)")
