@@ -16,6 +16,8 @@ over the ratios (or amounts).  All rows see the same hints.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 
 import numpy as np
@@ -28,6 +30,7 @@ METRICS = ("mse", "psnr", "ssim")   # the perceptual ones need weights from mode
 PROTOCOLS = ("hintauc", "strokes")
 STROKE_AMOUNTS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
 STROKE_SEED = 20260
+SCRIBBLE_SEED = 0        # FilFinder's medial-axis tie breaks (seeded_scribbles)
 COMPOSE_CHOICES = ("default", "shade", "snap", "raw")
 
 
@@ -129,13 +132,31 @@ def _load(pair):
     return np.asarray(gray), gt
 
 
+@contextlib.contextmanager
+def seeded_scribbles(seed: int = SCRIBBLE_SEED):
+    """hintauc's scribbles follow FilFinder's longest path, whose medial-axis step (scikit-image's
+    medial_axis) breaks pixel ties with an unseeded generator: the same image got slightly
+    different scribbles on every run, and Hint-AUC moved by up to 0.1 dB between runs of the same
+    model.  Within this block that generator is seeded, so the paper's path method gives the
+    same scribbles every time."""
+    import fil_finder.filfinder2D as ff          # hintauc's FilFinder2D looks medial_axis up here
+    real = ff.medial_axis
+    ff.medial_axis = functools.partial(real, rng=seed)
+    try:
+        yield
+    finally:
+        ff.medial_axis = real
+
+
 def hintauc_samples(pairs, alphas):
-    """hintauc's samples (its evaluate_colorizer's loop, kept here so several rows share them)."""
+    """hintauc's samples (its evaluate_colorizer's loop, kept here so several rows share them),
+    with its scribbles made the same on every run (seeded_scribbles)."""
     import hintauc
     for idx, pair in enumerate(pairs):
         gray, gt = _load(pair)
         h, w = gt.shape[:2]
-        hints = hintauc.generate_hints(np.ascontiguousarray(gt[..., ::-1]))
+        with seeded_scribbles():
+            hints = hintauc.generate_hints(np.ascontiguousarray(gt[..., ::-1]))
         for a in alphas:
             color, mask = hintauc.hint_inputs(hints, a, "scribble", h, w)
             yield gt, {"index": idx, "name": os.path.basename(pair[1]), "alpha": a, "line_art": gray,
