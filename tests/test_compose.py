@@ -398,3 +398,43 @@ def test_bgra_composition_is_the_rgba_one_with_red_and_blue_exchanged():
     r = eng.colorize(ColorizeRequest(lines=lines, hints=hints, engine="flats"))
     b = eng.colorize(ColorizeRequest(lines=lines, hints=hints, engine="flats", channel_order="BGRA"))
     assert r.channel_order == "RGBA" and b.channel_order == "BGRA" and np.array_equal(swap(r.rgba), b.rgba)
+
+
+def test_an_open_background_keeps_the_networks_colors_around_a_stroke_it_kept_local():
+    """A dark stroke beside a drawing, on the page's open background: the network paints it as a
+    local shadow and keeps the page white, so the page stays white (hintauc's scribble of an
+    outline's own color, or a cast shadow, would otherwise flood the whole page).  With a frame
+    along the canvas edge the same background is closed: the stroke fills it, as every stroke
+    wholly inside a closed region does."""
+    yy, xx = np.mgrid[:H, :W]
+    ring = np.abs(np.hypot(yy - 64, xx - 70) - 30) < 2
+    DARK, WHITE = (40, 40, 40), (255, 255, 255)
+    hints = np.zeros((H, W, 4), np.uint8)
+    stroke(hints, 100, 140, DARK, h=6, w=24)         # on the background, right of the ring
+    stroke(hints, 60, 62, RED, h=6, w=16)            # inside the ring
+    net = np.full((32, 48, 3), 255, np.float32)      # working size: a quarter of the page
+    net[(np.hypot(np.mgrid[:32, :48][0] * 4 + 2 - 64, np.mgrid[:32, :48][1] * 4 + 2 - 70) < 28)] = RED
+    net[24:27, 34:41] = DARK                         # the network's shadow where the stroke lies
+    far = (np.hypot(yy - 64, xx - 70) > 36) & ((yy < 90) | (xx < 120))   # the page away from the stroke
+    inside = np.hypot(yy - 64, xx - 70) < 26
+    for framed in (False, True):
+        ink = ring.copy()
+        if framed:
+            ink[:2], ink[-2:], ink[:, :2], ink[:, -2:] = True, True, True, True
+        lines = np.zeros((H, W, 4), np.uint8)
+        lines[ink] = (0, 0, 0, 255)
+        la = LineArt(lines, gap=0)
+        assert la.open_regions()[la.labels[10, 10]] == (not framed)
+        assert not la.open_regions()[la.labels[64, 70]]
+        c = compose(la, la.vote(hints), net, "shade").rgba.astype(int)
+        assert (c[inside][:, :3] == RED).all()
+        page = np.median(c[far & ~ink][:, :3], axis=0)
+        if framed:
+            assert page.tolist() == list(DARK)           # a closed region: the stroke's color
+        else:
+            assert page.tolist() == list(WHITE)          # the network's page
+            assert c[101:105, 142:162, :3].max() < 160      # the network's shadow shows at the stroke
+            # Off (open_area=inf), or a region under the area share: the stroke floods the page.
+            for o in (ComposeOptions(open_area=float("inf")), ComposeOptions(open_area=0.99)):
+                k = compose(la, la.vote(hints), net, "shade", o).rgba.astype(int)
+                assert np.median(k[far & ~ink][:, :3], axis=0).tolist() == list(DARK)

@@ -66,6 +66,8 @@ class ComposeOptions:
     unhinted: float | None = 0.25    # the same in regions without a hint (None: as `strength`)
     chroma: float = 0.0              # share of the variation's hue kept (0 = light and dark only)
     clamp: float = 12.0              # largest shift of a channel, levels
+    unhinted_chroma: float | None = None   # `chroma` in regions without a hint (None: as `chroma`)
+    unhinted_clamp: float | None = None    # `clamp` in regions without a hint (None: as `clamp`)
     sigma: float = 1.0               # smoothing of the deviation field, low-resolution pixels
     erode: int = 1                   # low-resolution pixels kept away from lines and other regions
     conflict: float = 0.15           # second hint color's weight share that marks a region "split"
@@ -78,6 +80,8 @@ class ComposeOptions:
     steady: float = 60.0             # ... if the network's color spread over the region is under this (RGB std, levels)
     reject_area: float = 0.2         # ... and the region covers at least this share of the page
     reject_follow: float = 25.0      # ... and the network misses the hint where it was painted (mean error, levels)
+    open_area: float = 0.05          # a region open to the canvas edge (no line closes it) of at least
+                                     # this share of the page is rejected on the distance alone (inf: off)
     agree: float = 0.6               # share of hint weight near the winning color under which a region is mixed
     follow: float = 40.0             # mean network error at a mixed region's hint pixels under which it is trusted
     # The same for splitting a region by the network's colors; off (inf): gating the split at 40
@@ -257,6 +261,13 @@ def network_regions(la: LineArt, votes: Votes, net: np.ndarray, med: np.ndarray,
       background: the whole page takes the hint color while the network, which saw the lines,
       keeps it white.  Where the network's colors are unsteady it
       is lost rather than sure (a garbled page): the hint stays.
+    * the region is open (it reaches the canvas edge: the page's background, which no line
+      closes) and covers at least `open_area` of the page, and the network's median is more than
+      `reject` levels from the hint: the network saw the stroke and kept it local (a cast shadow,
+      an outline's own color hinted just outside it), so the page around it keeps the network's
+      colors, the stroke's color showing where the network put it.  The stroke-in-a-closed-region
+      promise above stands: only open regions are judged on the distance alone.  Measured on the
+      eval set (all 60 images): +0.38 dB on hintauc, +0.16 on strokes, in both halves of the set.
     * the region is mixed: under `agree` of its hint weight lies within 40 levels of the winning
       color (a leaking region, or an unclosed drawing, swallowed several hinted areas), and the
       network reproduces the hints where they were painted (mean error under `follow`): then its
@@ -269,8 +280,10 @@ def network_regions(la: LineArt, votes: Votes, net: np.ndarray, med: np.ndarray,
         return free
     if o.reject > 0:
         d = np.abs(votes.colors.astype(np.float32) - med).max(1)
-        cand = (votes.hinted & (d > o.reject) & (la.area() >= o.reject_area * la.labels.size)
-                & (follow > o.reject_follow))
+        area = la.area()
+        opened = la.open_regions() & (area >= o.open_area * la.labels.size)
+        cand = votes.hinted & (d > o.reject) & (((area >= o.reject_area * la.labels.size)
+                                                 & (follow > o.reject_follow)) | opened)
         if cand.any():
             h, w = net.shape[:2]
             lab = low_tables(la, h, w)["lowlab"].ravel()
@@ -280,10 +293,10 @@ def network_regions(la: LineArt, votes: Votes, net: np.ndarray, med: np.ndarray,
             for c in range(3):
                 s1 = np.bincount(lab, weights=px[:, c], minlength=la.n + 1) / cnt
                 var += np.bincount(lab, weights=px[:, c] ** 2, minlength=la.n + 1) / cnt - s1 ** 2
-            cand &= np.sqrt(np.maximum(var, 0)) < o.steady
+            cand &= opened | (np.sqrt(np.maximum(var, 0)) < o.steady)
             # A stroke that crossed a line: most of its color's weight lies in other regions.
             # (At most 1 / reject_area regions are big enough: a short loop.)
-            for r in np.flatnonzero(cand):
+            for r in np.flatnonzero(cand & ~opened):
                 same = np.abs(votes.bin_rgb.astype(np.int16) - votes.colors[r].astype(np.int16)).max(1) <= 8
                 here = votes.bin_weight[same & (votes.bin_region == r)].sum()
                 cand[r] = votes.bin_weight[same].sum() - here > here
@@ -581,26 +594,34 @@ def compose(la: LineArt, votes: Votes, net: np.ndarray, mode: str = DEFAULT_COMP
         if cand is not None and split.any():
             split_at = _split_field(la, net, colors, split, cand, valid, step)
     unh = o.strength if o.unhinted is None else o.unhinted
+    uch = o.chroma if o.unhinted_chroma is None else o.unhinted_chroma
+    lim = min(o.clamp, 127.0)
+    ulim = lim if o.unhinted_clamp is None else min(o.unhinted_clamp, 127.0)
     shade_f = None
     if o.strength > 0 or unh > 0 or free is not None:
         t = low_tables(la, h, w)
         gain = None if unh == o.strength else np.where(votes.hinted, o.strength, unh).astype(np.float32)
-        rchroma = None
+        rchroma = None if uch == o.chroma else np.where(votes.hinted, o.chroma, uch).astype(np.float32)
+        rlim = None if ulim == lim else np.where(votes.hinted, lim, ulim).astype(np.float32)
         if free is not None:
-            # The network's regions: all of its variation, hue included.
+            # The network's regions: all of its variation, hue included, unclamped.
             if gain is None:
                 gain = np.full(n + 1, o.strength, np.float32)
             gain[free] = 1.0
-            rchroma = np.where(free, 1.0, o.chroma).astype(np.float32)
+            if rchroma is None:
+                rchroma = np.full(n + 1, o.chroma, np.float32)
+            rchroma[free] = 1.0
+            if rlim is None:
+                rlim = np.full(n + 1, lim, np.float32)
+            rlim[free] = 127.0
         shade_f = _field(net, t["lowlab"], _pure(t, o.erode), med, o.sigma, qhw, o.chroma, gain, rchroma)
         if gain is None and o.strength != 1:
             shade_f *= o.strength
-        lim = min(o.clamp, 127.0)
-        if free is None:
+        if rlim is None:
             np.clip(shade_f, -lim, lim, out=shade_f)
         else:
-            # Only the flat regions are clamped (by their block's centre label).
-            lim_q = np.where(free, 127.0, lim).astype(np.float32)[quarter_labels(la, step)][..., None]
+            # Each region its own limit (by the block's centre label).
+            lim_q = rlim[quarter_labels(la, step)][..., None]
             np.clip(shade_f, -lim_q, lim_q, out=shade_f)
         if split_at is not None:
             shade_f.reshape(-1, 3)[split_at[0]] = 0         # split regions: flat colors only

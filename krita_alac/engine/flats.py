@@ -365,6 +365,18 @@ class LineArt:
             self._area = np.bincount(self.labels.ravel(), minlength=self.n + 1)
         return self._area
 
+    def open_regions(self) -> np.ndarray:
+        """(n+1) bool: regions whose paper (not the ink filled under the lines) reaches the canvas
+        edge: the page's background, or a drawing cropped by the canvas; no line closes them.  A
+        frame drawn along the edge closes the regions inside it."""
+        o = self.extra.get("open")
+        if o is None:
+            lab, ink = self.labels, self.ink
+            edge = np.concatenate([lab[0][~ink[0]], lab[-1][~ink[-1]], lab[:, 0][~ink[:, 0]], lab[:, -1][~ink[:, -1]]])
+            o = self.extra["open"] = np.zeros(self.n + 1, bool)
+            o[edge] = True
+        return o
+
     def centroid(self) -> np.ndarray:
         """(n+1) x 2 float (y, x) mean position of each region."""
         if self._centroid is None:
