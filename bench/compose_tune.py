@@ -142,6 +142,8 @@ def _value(field: dataclasses.Field, text: str):
         return text.lower() in ("1", "true", "yes")
     if text in ("inf", "Infinity"):
         return float("inf")
+    if field.type in ("int", int):
+        return int(text)
     return float(text)
 
 

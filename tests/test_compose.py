@@ -402,7 +402,7 @@ def test_bgra_composition_is_the_rgba_one_with_red_and_blue_exchanged():
 
 def test_an_open_background_keeps_the_networks_colors_around_a_stroke_it_kept_local():
     """A dark stroke beside a drawing, on the page's open background: the network paints it as a
-    local shadow and keeps the page white, so the page stays white (hintauc's scribble of an
+    local shadow and keeps the page paper-white, so the page stays white (hintauc's scribble of an
     outline's own color, or a cast shadow, would otherwise flood the whole page).  With a frame
     along the canvas edge the same background is closed: the stroke fills it, as every stroke
     wholly inside a closed region does."""
@@ -438,3 +438,8 @@ def test_an_open_background_keeps_the_networks_colors_around_a_stroke_it_kept_lo
             for o in (ComposeOptions(open_area=float("inf")), ComposeOptions(open_area=0.99)):
                 k = compose(la, la.vote(hints), net, "shade", o).rgba.astype(int)
                 assert np.median(k[far & ~ink][:, :3], axis=0).tolist() == list(DARK)
+            # A network that paints the open region in a color, not paper (a full-bleed picture
+            # cropped by the canvas: a sky, a flag), leaves the stroke's fill alone.
+            sky = np.where(net == 255, np.float32([150, 190, 240]), net)
+            k = compose(la, la.vote(hints), sky, "shade").rgba.astype(int)
+            assert np.median(k[far & ~ink][:, :3], axis=0).tolist() == list(DARK)

@@ -59,9 +59,10 @@ _MAX_FIXUPS = 0.25                   # share of pixels off their block's label a
 
 @dataclass
 class ComposeOptions:
-    """Defaults chosen from the variants measured with bench.quality on both hint protocols (see the
-    README): with today's alac-open, a tenth of the network's light and dark in hinted regions and
-    a quarter elsewhere, no hue, at most 12 levels."""
+    """Defaults chosen from the variants measured with bench.quality and bench.compose_tune on both
+    hint protocols (see the README): a tenth of the network's light and dark in hinted regions and
+    a quarter elsewhere, no hue, at most 12 levels; the per-region confidence thresholds re-tuned
+    for alac-open 2.2 in session 10 (open pages, `agree`)."""
     strength: float = 0.1            # how much of the network's variation is kept in hinted regions (0 = snap)
     unhinted: float | None = 0.25    # the same in regions without a hint (None: as `strength`)
     chroma: float = 0.0              # share of the variation's hue kept (0 = light and dark only)
@@ -82,7 +83,8 @@ class ComposeOptions:
     reject_follow: float = 25.0      # ... and the network misses the hint where it was painted (mean error, levels)
     open_area: float = 0.05          # a region open to the canvas edge (no line closes it) of at least
                                      # this share of the page is rejected on the distance alone (inf: off)
-    agree: float = 0.6               # share of hint weight near the winning color under which a region is mixed
+    open_paper: float = 230.0        # ... and the network's median there is paper: every channel at least this
+    agree: float = 0.8               # share of hint weight near the winning color under which a region is mixed
     follow: float = 40.0             # mean network error at a mixed region's hint pixels under which it is trusted
     # The same for splitting a region by the network's colors; off (inf): gating the split at 40
     # won 0.14 dB on the first 20 images and lost 0.3 dB on the next 20 (both protocols together).
@@ -261,13 +263,16 @@ def network_regions(la: LineArt, votes: Votes, net: np.ndarray, med: np.ndarray,
       background: the whole page takes the hint color while the network, which saw the lines,
       keeps it white.  Where the network's colors are unsteady it
       is lost rather than sure (a garbled page): the hint stays.
-    * the region is open (it reaches the canvas edge: the page's background, which no line
-      closes) and covers at least `open_area` of the page, and the network's median is more than
-      `reject` levels from the hint: the network saw the stroke and kept it local (a cast shadow,
-      an outline's own color hinted just outside it), so the page around it keeps the network's
-      colors, the stroke's color showing where the network put it.  The stroke-in-a-closed-region
-      promise above stands: only open regions are judged on the distance alone.  Measured on the
-      eval set (all 60 images): +0.38 dB on hintauc, +0.16 on strokes, in both halves of the set.
+    * the region is open (its paper reaches the canvas edge: the page's background, which no
+      line closes), covers at least `open_area` of the page, the network paints it as paper (every
+      channel of its median at least `open_paper`) and its median is more than `reject` levels
+      from the hint: the network saw the stroke and kept it local (a cast shadow, an outline's own
+      color hinted just outside it), so the page keeps the network's colors, the stroke's color
+      showing where the network put it.  The stroke-in-a-closed-region promise above stands: only
+      an open page the network keeps blank is judged on the distance alone; a full-bleed picture
+      (a sky, a flag cropped by the canvas), which the network colors, keeps its strokes' fill.
+      Measured on the eval set (all 60 images): +0.40 dB on hintauc, +0.19 on strokes, in both
+      halves of the set (bench.compose_tune).
     * the region is mixed: under `agree` of its hint weight lies within 40 levels of the winning
       color (a leaking region, or an unclosed drawing, swallowed several hinted areas), and the
       network reproduces the hints where they were painted (mean error under `follow`): then its
@@ -281,7 +286,7 @@ def network_regions(la: LineArt, votes: Votes, net: np.ndarray, med: np.ndarray,
     if o.reject > 0:
         d = np.abs(votes.colors.astype(np.float32) - med).max(1)
         area = la.area()
-        opened = la.open_regions() & (area >= o.open_area * la.labels.size)
+        opened = la.open_regions() & (area >= o.open_area * la.labels.size) & (med.min(1) >= o.open_paper)
         cand = votes.hinted & (d > o.reject) & (((area >= o.reject_area * la.labels.size)
                                                  & (follow > o.reject_follow)) | opened)
         if cand.any():
