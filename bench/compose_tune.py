@@ -35,7 +35,8 @@ from krita_alac.engine.errors import UserError
 from krita_alac.engine.registry import Engines
 from krita_alac.engine.request import ColorizeRequest
 
-from .quality.runner import PROTOCOLS, STROKE_AMOUNTS, hintauc_samples, list_set, stroke_samples
+from .quality.runner import (PROTOCOLS, STROKE_AMOUNTS, as_seen, hintauc_samples, list_set, sample_layers,
+                             stroke_samples)
 
 
 @dataclasses.dataclass
@@ -49,19 +50,6 @@ class Recorded:
     votes: object
     net: np.ndarray           # h x w x 3 float32, 0..255
     bgra: bool
-
-
-def _inputs(sample):
-    """The line art and hint layers `bench.quality` builds for a hintauc sample."""
-    gray = sample["line_art"]
-    h, w = gray.shape
-    lines = np.empty((h, w, 4), np.uint8)
-    lines[..., :3] = gray[..., None]
-    lines[..., 3] = 255
-    hints = np.zeros((h, w, 4), np.uint8)
-    hints[..., :3] = sample["hint_color"][..., ::-1]
-    hints[..., 3] = np.where(sample["hint_mask"] > 0, 255, 0)
-    return lines, (hints if hints[..., 3].any() else None)
 
 
 def record(data: str, protocol: str, engine: str = "auto", limit: int | None = None) -> tuple[list, list]:
@@ -89,7 +77,7 @@ def record(data: str, protocol: str, engine: str = "auto", limit: int | None = N
     registry.compose = spy
     try:
         for gt, s in samples:
-            lines, hints = _inputs(s)
+            lines, hints = sample_layers(s)
             seen.clear()
             try:
                 engines.colorize(ColorizeRequest(lines=lines, hints=hints, engine=engine))
@@ -118,11 +106,7 @@ def score(recs: list, alphas: list, options: ComposeOptions, metric_size: int = 
         rgba = compose_mod.compose(r.la, r.votes, r.net, "shade", options, bgra=r.bgra).rgba
         if r.bgra:
             rgba = rgba[..., [2, 1, 0, 3]]
-        # As bench.quality: over white paper, the line art multiplied on top.
-        alpha = rgba[..., 3:4].astype(np.float32) / 255.0
-        colors = rgba[..., :3].astype(np.float32) * alpha + 255.0 * (1 - alpha)
-        pred = np.clip(colors * (r.gray[..., None].astype(np.float32) / 255.0) + 0.5, 0, 255).astype(np.uint8)
-        m = ev(pred, r.gt)
+        m = ev(as_seen(rgba, r.gray), r.gt)
         per_img[(r.index, r.alpha)] = {k: float(v) for k, v in m.items()}
     res = {}
     for name, idx in halves.items():

@@ -49,6 +49,31 @@ def list_set(folder: str):
     return pairs
 
 
+def sample_layers(sample):
+    """The line-art and hint layers (RGBA) of a sample, as an artist's document holds them; the
+    hint layer is None where the sample has no hint pixel."""
+    gray = sample["line_art"]
+    h, w = gray.shape
+    lines = np.empty((h, w, 4), np.uint8)
+    lines[..., :3] = gray[..., None]
+    lines[..., 3] = 255
+    hints = np.zeros((h, w, 4), np.uint8)
+    hints[..., :3] = sample["hint_color"][..., ::-1]   # BGR -> RGB
+    hints[..., 3] = np.where(sample["hint_mask"] > 0, 255, 0)
+    return lines, (hints if hints[..., 3].any() else None)
+
+
+def as_seen(rgba, gray) -> np.ndarray:
+    """What the artist sees (RGB uint8): the result over white paper (None: no result, the bare
+    paper), the line art multiplied on top, as it sits above the color layer in Krita."""
+    if rgba is None:
+        colors = np.full(gray.shape + (3,), 255.0, np.float32)
+    else:
+        alpha = rgba[..., 3:4].astype(np.float32) / 255.0
+        colors = rgba[..., :3].astype(np.float32) * alpha + 255.0 * (1 - alpha)
+    return np.clip(colors * (gray[..., None].astype(np.float32) / 255.0) + 0.5, 0, 255).astype(np.uint8)
+
+
 class EngineColorizer:
     """hintauc's colorizer callable around krita_alac's engines: one row of the table.
     engine: "flats", "auto" or a model; compose: None (the command's default) or a mode;
@@ -73,23 +98,15 @@ class EngineColorizer:
 
     def __call__(self, sample) -> np.ndarray:
         gray = sample["line_art"]                        # H x W uint8, white paper
-        h, w = gray.shape
-        lines = np.empty((h, w, 4), np.uint8)
-        lines[..., :3] = gray[..., None]
-        lines[..., 3] = 255
-        hints = np.zeros((h, w, 4), np.uint8)
-        hints[..., :3] = sample["hint_color"][..., ::-1]   # BGR -> RGB
-        hints[..., 3] = np.where(sample["hint_mask"] > 0, 255, 0)
-        req = self.request(lines, hints if hints[..., 3].any() else None)
+        lines, hints = sample_layers(sample)
+        req = self.request(lines, hints)
         try:
-            rgb = self.engines.colorize(req).rgba
-            alpha = rgb[..., 3:4].astype(np.float32) / 255.0
-            colors = rgb[..., :3].astype(np.float32) * alpha + 255.0 * (1 - alpha)   # over white paper
+            rgba = self.engines.colorize(req).rgba
         except UserError as e:
             # e.g. flats without any hint: the artist sees the bare line art.
             self.notes[str(e)] = self.notes.get(str(e), 0) + 1
-            colors = np.full((h, w, 3), 255.0, np.float32)
-        out = np.clip(colors * (gray[..., None].astype(np.float32) / 255.0) + 0.5, 0, 255).astype(np.uint8)
+            rgba = None
+        out = as_seen(rgba, gray)
         if self.sheet is not None:
             self.sheet.add(sample, out)
         return out[..., ::-1].copy()                     # RGB -> BGR for hintauc
