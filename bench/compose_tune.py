@@ -100,7 +100,6 @@ def score(recs: list, alphas: list, options: ComposeOptions, metric_size: int = 
     ev = hintauc.Evaluator(metrics=("psnr",), resize=metric_size)
     n_img = max(r.index for r in recs) + 1
     halves = {"all": range(n_img), "first": range(n_img // 2), "second": range(n_img // 2, n_img)}
-    sums = {a: {} for a in alphas}
     per_img = {}
     for r in recs:
         rgba = compose_mod.compose(r.la, r.votes, r.net, "shade", options, bgra=r.bgra).rgba
@@ -123,6 +122,8 @@ def _value(field: dataclasses.Field, text: str):
     if text in ("none", "None"):
         return None
     if field.type in ("bool", bool):
+        if text.lower() not in ("1", "true", "yes", "0", "false", "no"):
+            raise ValueError(text)
         return text.lower() in ("1", "true", "yes")
     if text in ("inf", "Infinity"):
         return float("inf")
@@ -151,7 +152,7 @@ def parse_options(items: list[str], multi: bool) -> dict:
 def variants(vary: dict, fixed: dict) -> list[ComposeOptions]:
     """The default options first, then every combination of the varied values."""
     base = dataclasses.replace(ComposeOptions(), **fixed)
-    rows = [ComposeOptions(), base] if fixed else [base]
+    rows = [ComposeOptions(), base] if base != ComposeOptions() else [base]
     names = list(vary)
     # Each varied option also takes its base value, so every single change has its own row.
     lists = [[getattr(base, n)] + [v for v in vary[n] if v != getattr(base, n)] for n in names]
@@ -168,9 +169,47 @@ def describe(o: ComposeOptions) -> str:
     return " ".join(diff) or "(default)"
 
 
+RECORDING_FORMAT = 1
+
+
+def recording_key(a) -> dict:
+    """What a recording depends on: the set, the protocol and its seeds, the model's file (size
+    and modification time) and this file's format."""
+    from .quality.runner import SCRIBBLE_SEED, STROKE_SEED
+    spec = registry.resolve(a.engine)
+    model = (spec.onnx or spec.netg) if spec is not None else None
+    st = os.stat(model) if model and os.path.isfile(model) else None
+    return {"format": RECORDING_FORMAT, "data": os.path.abspath(a.data), "hints": a.hints, "engine": a.engine,
+            "limit": a.limit, "seeds": [SCRIBBLE_SEED, STROKE_SEED],
+            "model": [model, st.st_size, st.st_mtime_ns] if st else model}
+
+
+def load_or_record(a) -> tuple[list, list]:
+    key = recording_key(a)
+    if a.recorded and os.path.isfile(a.recorded):
+        with open(a.recorded, "rb") as f:
+            got = pickle.load(f)
+        if not isinstance(got, dict) or got.get("key") != key:
+            raise SystemExit(f"{a.recorded} holds another recording (other set, protocol, model or format): "
+                             "delete it or name another file")
+        recs = [Recorded(**r) for r in got["recs"]]
+        for r in recs:
+            r.la.forget_tables()             # made by the code of the day it was recorded
+        return recs, got["alphas"]
+    recs, alphas = record(a.data, a.hints, a.engine, a.limit)
+    if a.recorded:
+        for r in recs:
+            r.la.forget_tables()
+        tmp = a.recorded + ".part"
+        with open(tmp, "wb") as f:
+            # Plain dicts: the file stays readable whether this module ran as __main__ or not.
+            pickle.dump({"key": key, "recs": [vars(r) for r in recs], "alphas": alphas}, f,
+                        protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, a.recorded)
+    return recs, alphas
+
+
 def main(argv=None):
-    import torch
-    torch.set_num_threads(1)          # PSNR only; protocols run side by side, a process each
     p = argparse.ArgumentParser(prog="python -m bench.compose_tune", description=__doc__.split("\n\n")[1])
     p.add_argument("--data", required=True)
     p.add_argument("--hints", choices=PROTOCOLS, default="hintauc")
@@ -184,22 +223,7 @@ def main(argv=None):
                         "on the next call with the same FILE, so new variants skip the network")
     a = p.parse_args(argv)
     vary, fixed = parse_options(a.vary, True), parse_options(a.set, False)
-    if a.recorded and os.path.isfile(a.recorded):
-        with open(a.recorded, "rb") as f:
-            got = pickle.load(f)
-        if got["key"] != (a.data, a.hints, a.engine, a.limit):
-            raise SystemExit(f"{a.recorded} holds samples of {got['key']}, not of this call")
-        recs, alphas = [Recorded(**r) for r in got["recs"]], got["alphas"]
-    else:
-        recs, alphas = record(a.data, a.hints, a.engine, a.limit)
-        if a.recorded:
-            tmp = a.recorded + ".part"
-            with open(tmp, "wb") as f:
-                # Plain dicts: the file stays readable whether this module ran as __main__ or not.
-                pickle.dump({"key": (a.data, a.hints, a.engine, a.limit), "recs": [vars(r) for r in recs],
-                             "alphas": alphas}, f,
-                            protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, a.recorded)
+    recs, alphas = load_or_record(a)
     n = max(r.index for r in recs) + 1
     print(f"{a.hints} protocol, {n} images, network colors recorded once; Hint-AUC PSNR (dB)")
     print("| options | all | first half | second half |\n|---|---|---|---|", flush=True)
@@ -215,4 +239,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    import torch
+    torch.set_num_threads(1)          # PSNR only; the two protocols run side by side, a process each
     main()

@@ -8,7 +8,7 @@ from krita_alac.engine.flats import LineArt, compute_flats
 from krita_alac.engine.registry import Engines, LineArtCache, digest
 from krita_alac.engine.request import ColorizeRequest
 
-RED, BLUE, GREEN = (220, 30, 30), (30, 40, 220), (40, 190, 60)
+RED, BLUE, GREEN, GRAY = (220, 30, 30), (30, 40, 220), (40, 190, 60), (128, 128, 128)
 H, W = 128, 192
 
 
@@ -443,3 +443,51 @@ def test_an_open_background_keeps_the_networks_colors_around_a_stroke_it_kept_lo
             sky = np.where(net == 255, np.float32([150, 190, 240]), net)
             k = compose(la, la.vote(hints), sky, "shade").rgba.astype(int)
             assert np.median(k[far & ~ink][:, :3], axis=0).tolist() == list(DARK)
+
+
+def test_a_gap_sealed_near_the_canvas_edge_does_not_open_the_region():
+    """A ring 3-5 px from the left edge with a 5-px break facing it: gap closing (10 px) seals
+    the break, so the inside is closed though its label may grow to the edge through the break."""
+    yy, xx = np.mgrid[:H, :W]
+    ink = (np.abs(np.hypot(yy - 64, xx - 44) - 40) < 1.0) | ((xx >= 3) & (xx <= 5) & (np.abs(yy - 64) <= 30))
+    ink &= ~((xx < 8) & (np.abs(yy - 64) <= 2))      # the break, facing the edge
+    lines = np.zeros((H, W, 4), np.uint8)
+    lines[ink] = (0, 0, 0, 255)
+    la = LineArt(lines, gap=10)
+    inside, outside = la.labels[64, 44], la.labels[10, 150]
+    assert inside != outside
+    assert not la.open_regions()[inside] and la.open_regions()[outside]
+    assert not la.open_regions()[0]
+    # Without gap closing the break joins them: one open region.
+    la0 = LineArt(lines, gap=0)
+    assert la0.labels[64, 44] == la0.labels[10, 150] and la0.open_regions()[la0.labels[64, 44]]
+
+
+def test_unhinted_regions_hue_and_clamp_options():
+    """unhinted_clamp bounds the shift in regions without a hint only; unhinted_chroma keeps the
+    network's hue there (0: light and dark only)."""
+    lines, ink = two_rooms()
+    hints = np.zeros((H, W, 4), np.uint8)
+    stroke(hints, 60, 30, RED)                        # the left room hinted, the right one not
+    la = LineArt(lines)
+    net = network(GRAY, GRAY, shade=40)
+    net[16:, 24:] += np.float32([60, -30, -30])       # a reddish lower half on the right
+    net = np.clip(net, 0, 255)
+    xs = np.arange(W)[None, :]
+    right = ~ink & (xs >= 100) & (xs < W - 3)
+    left = ~ink & (xs >= 3) & (xs < 93)
+    base = dict(strength=1.0, unhinted=1.0, clamp=100.0, sigma=0.5, reject=0, agree=0)
+
+    def shift(opts, mask):
+        c = compose(la, la.vote(hints), net, "shade", opts).rgba[..., :3].astype(int)
+        return c[mask] - np.median(c[mask], axis=0)
+
+    wide = shift(ComposeOptions(**base), right)
+    tight = shift(ComposeOptions(**base, unhinted_clamp=5.0), right)
+    assert np.abs(wide).max() > 20 and np.abs(tight).max() <= 10   # clamped around the flat color
+    assert np.abs(shift(ComposeOptions(**base, unhinted_clamp=5.0), left)).max() > 20   # hinted: not
+    # Light and dark only: the three channels move together; with the hue they do not.
+    grey = shift(ComposeOptions(**base, chroma=0.0), right)
+    hue = shift(ComposeOptions(**base, chroma=0.0, unhinted_chroma=1.0), right)
+    assert np.abs(grey - grey.mean(1, keepdims=True)).max() <= 3
+    assert np.abs(hue - hue.mean(1, keepdims=True)).max() > 20

@@ -107,14 +107,21 @@ def test_hintauc_scribbles_are_the_same_on_every_run():
     measured twice is the same number (it moved by up to 0.1 dB between runs before)."""
     import dataclasses
 
-    from bench.quality.runner import seeded_scribbles
+    from bench.quality.runner import SCRIBBLE_SEED, seeded_scribbles
     import fil_finder.filfinder2D as ff
     real = ff.medial_axis
     bgr = hintauc.synthetic_illustration(seed=3, size=128)
     with seeded_scribbles():
+        seeded, calls = ff.medial_axis, []
+        assert seeded.keywords == {"rng": SCRIBBLE_SEED}
+
+        def counting(*args, **kw):                    # hintauc must go through the seeded one
+            calls.append(1)
+            return seeded(*args, **kw)
+        ff.medial_axis = counting
         a = hintauc.generate_hints(bgr)
-        assert ff.medial_axis is not real
-    assert ff.medial_axis is real                     # put back afterwards
+        ff.medial_axis = seeded
+    assert calls and ff.medial_axis is real           # used, and put back afterwards
     with seeded_scribbles():
         b = hintauc.generate_hints(bgr)
     assert a.scribble_mask.any()
@@ -164,3 +171,26 @@ def test_compose_tune_refuses_unknown_options_and_flats(tmp_path, store_home):
         compose_tune.main(["--data", data, "--vary", "strength=lots"])
     with pytest.raises(SystemExit, match="did not compose"):
         compose_tune.main(["--data", data])            # no model installed: the default is flats
+
+
+def test_compose_tune_reuses_its_recording_and_refuses_another(tmp_path, store_home, reference_onnx, capsys,
+                                                                 monkeypatch):
+    from bench import compose_tune
+    from krita_alac.engine.registry import Engines
+    mid = _install_shading_model(store_home, reference_onnx)
+    data = tiny_set(str(tmp_path / "set"), n=1)
+    rec = str(tmp_path / "rec.pkl")
+    first = str(tmp_path / "a.json")
+    compose_tune.main(["--data", data, "--engine", mid, "--hints", "strokes", "--recorded", rec, "--json", first])
+    assert os.path.isfile(rec)
+
+    def no_network(*a, **k):
+        raise AssertionError("the network ran again")
+    monkeypatch.setattr(Engines, "colorize", no_network)
+    again = str(tmp_path / "b.json")
+    compose_tune.main(["--data", data, "--engine", mid, "--hints", "strokes", "--recorded", rec,
+                       "--vary", "strength=0.5", "--json", again])
+    a, b = json.load(open(first)), json.load(open(again))
+    assert b["rows"][0]["all"] == a["rows"][0]["all"] and len(b["rows"]) == 2
+    with pytest.raises(SystemExit, match="holds another recording"):
+        compose_tune.main(["--data", data, "--engine", mid, "--hints", "hintauc", "--recorded", rec])

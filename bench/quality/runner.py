@@ -156,8 +156,14 @@ def seeded_scribbles(seed: int = SCRIBBLE_SEED):
     different scribbles on every run, and Hint-AUC moved by up to 0.1 dB between runs of the same
     model.  Within this block that generator is seeded, so the paper's path method gives the
     same scribbles every time."""
+    import inspect
+
     import fil_finder.filfinder2D as ff          # hintauc's FilFinder2D looks medial_axis up here
     real = ff.medial_axis
+    # hintauc counts a failing path as a failed region and goes on: a TypeError here would be silent.
+    if "rng" not in inspect.signature(real).parameters:
+        raise RuntimeError("scikit-image's medial_axis takes no rng (scikit-image >= 0.23 needed to seed "
+                           "hintauc's scribbles)")
     ff.medial_axis = functools.partial(real, rng=seed)
     try:
         yield

@@ -61,8 +61,8 @@ _MAX_FIXUPS = 0.25                   # share of pixels off their block's label a
 class ComposeOptions:
     """Defaults chosen from the variants measured with bench.quality and bench.compose_tune on both
     hint protocols (see the README): a tenth of the network's light and dark in hinted regions and
-    a quarter elsewhere, no hue, at most 12 levels; the per-region confidence thresholds re-tuned
-    for alac-open 2.2 in session 10 (open pages, `agree`)."""
+    a quarter elsewhere, no hue, at most 12 levels; the per-region confidence (open pages, `agree`)
+    re-tuned for alac-open 2.2 with bench.compose_tune (README, Quality)."""
     strength: float = 0.1            # how much of the network's variation is kept in hinted regions (0 = snap)
     unhinted: float | None = 0.25    # the same in regions without a hint (None: as `strength`)
     chroma: float = 0.0              # share of the variation's hue kept (0 = light and dark only)
@@ -271,8 +271,8 @@ def network_regions(la: LineArt, votes: Votes, net: np.ndarray, med: np.ndarray,
       showing where the network put it.  The stroke-in-a-closed-region promise above stands: only
       an open page the network keeps blank is judged on the distance alone; a full-bleed picture
       (a sky, a flag cropped by the canvas), which the network colors, keeps its strokes' fill.
-      Measured on the eval set (all 60 images): +0.40 dB on hintauc, +0.19 on strokes, in both
-      halves of the set (bench.compose_tune).
+      Measured on the eval set (all 60 images, bench.compose_tune): +0.41 dB on hintauc (in both
+      halves of the set), +0.20 on strokes (all of it in the second half).
     * the region is mixed: under `agree` of its hint weight lies within 40 levels of the winning
       color (a leaking region, or an unclosed drawing, swallowed several hinted areas), and the
       network reproduces the hints where they were painted (mean error under `follow`): then its
@@ -286,9 +286,9 @@ def network_regions(la: LineArt, votes: Votes, net: np.ndarray, med: np.ndarray,
     if o.reject > 0:
         d = np.abs(votes.colors.astype(np.float32) - med).max(1)
         area = la.area()
-        opened = la.open_regions() & (area >= o.open_area * la.labels.size) & (med.min(1) >= o.open_paper)
+        open_page = la.open_regions() & (area >= o.open_area * la.labels.size) & (med.min(1) >= o.open_paper)
         cand = votes.hinted & (d > o.reject) & (((area >= o.reject_area * la.labels.size)
-                                                 & (follow > o.reject_follow)) | opened)
+                                                 & (follow > o.reject_follow)) | open_page)
         if cand.any():
             h, w = net.shape[:2]
             lab = low_tables(la, h, w)["lowlab"].ravel()
@@ -298,10 +298,10 @@ def network_regions(la: LineArt, votes: Votes, net: np.ndarray, med: np.ndarray,
             for c in range(3):
                 s1 = np.bincount(lab, weights=px[:, c], minlength=la.n + 1) / cnt
                 var += np.bincount(lab, weights=px[:, c] ** 2, minlength=la.n + 1) / cnt - s1 ** 2
-            cand &= opened | (np.sqrt(np.maximum(var, 0)) < o.steady)
+            cand &= open_page | (np.sqrt(np.maximum(var, 0)) < o.steady)
             # A stroke that crossed a line: most of its color's weight lies in other regions.
             # (At most 1 / reject_area regions are big enough: a short loop.)
-            for r in np.flatnonzero(cand & ~opened):
+            for r in np.flatnonzero(cand & ~open_page):
                 same = np.abs(votes.bin_rgb.astype(np.int16) - votes.colors[r].astype(np.int16)).max(1) <= 8
                 here = votes.bin_weight[same & (votes.bin_region == r)].sum()
                 cand[r] = votes.bin_weight[same].sum() - here > here

@@ -352,8 +352,14 @@ class LineArt:
         # segment() labels every free pixel: the pixels left to fill are exactly the ink.
         self.labels = fill_under_lines(labels, ink, in_place=True)
         self.shape = ink.shape
-        self._adjacency = self._area = self._centroid = None
+        self._adjacency = self._area = self._centroid = self._open = None
         self.extra: dict = {}            # per working size: compose.py's low-resolution tables
+
+    def forget_tables(self):
+        """Drop every table made on first use (adjacency, areas, centroids, open regions,
+        compose.py's low-resolution tables): a kept analysis then answers with today's code."""
+        self._adjacency = self._area = self._centroid = self._open = None
+        self.extra = {}
 
     def adjacency(self):
         if self._adjacency is None:
@@ -366,16 +372,21 @@ class LineArt:
         return self._area
 
     def open_regions(self) -> np.ndarray:
-        """(n+1) bool: regions whose paper (not the ink filled under the lines) reaches the canvas
-        edge: the page's background, or a drawing cropped by the canvas; no line closes them.  A
-        frame drawn along the edge closes the regions inside it."""
-        o = self.extra.get("open")
-        if o is None:
-            lab, ink = self.labels, self.ink
-            edge = np.concatenate([lab[0][~ink[0]], lab[-1][~ink[-1]], lab[:, 0][~ink[:, 0]], lab[:, -1][~ink[:, -1]]])
-            o = self.extra["open"] = np.zeros(self.n + 1, bool)
-            o[edge] = True
-        return o
+        """(n+1) bool: regions that reach the canvas edge with their own paper (the page's
+        background, or a drawing cropped by the canvas), as gap closing sees it: an edge pixel
+        counts only where it is a seed of `segment` (no ink within gap / 2), so neither a frame
+        drawn along the edge nor a gap that gap closing sealed near the edge opens a region."""
+        if self._open is None:
+            lab, ink, r = self.labels, self.ink, self.gap / 2.0
+            k = int(np.floor(r)) + 1            # the ink that can block an edge pixel lies this close
+            o = np.zeros(self.n + 1, bool)
+            for strip, edge, labels in ((ink[:k], 0, lab[0]), (ink[-k:], -1, lab[-1]),
+                                        (ink[:, :k].T, 0, lab[:, 0]), (ink[:, -k:].T, -1, lab[:, -1])):
+                blocked = dilate_disk(strip, r)[edge] if r > 0 else strip[edge]
+                o[labels[~blocked]] = True
+            o[0] = False
+            self._open = o
+        return self._open
 
     def centroid(self) -> np.ndarray:
         """(n+1) x 2 float (y, x) mean position of each region."""
