@@ -35,8 +35,8 @@ from krita_alac.engine.errors import UserError
 from krita_alac.engine.registry import Engines
 from krita_alac.engine.request import ColorizeRequest
 
-from .quality.runner import (PROTOCOLS, STROKE_AMOUNTS, as_seen, hintauc_samples, list_set, sample_layers,
-                             stroke_samples)
+from .quality.runner import (PROTOCOLS, SCRIBBLE_SEED, STROKE_SEED, as_seen, list_set, protocol_samples,
+                             sample_layers)
 
 
 @dataclasses.dataclass
@@ -55,16 +55,10 @@ class Recorded:
 def record(data: str, protocol: str, engine: str = "auto", limit: int | None = None) -> tuple[list, list]:
     """Run every sample through the command's default path once; returns (Recorded list,
     ratios).  Samples whose composition never ran (no model: flats) are an error."""
-    import hintauc
-    pairs = list_set(data)[:limit]
-    if protocol == "hintauc":
-        alphas = hintauc.check_alphas(hintauc.DEFAULT_ALPHAS, full_range=True)
-        samples = hintauc_samples(pairs, alphas)
-    elif protocol == "strokes":
-        alphas = STROKE_AMOUNTS
-        samples = stroke_samples(pairs, alphas)
-    else:
-        raise SystemExit(f"unknown hint protocol {protocol!r}: use {' or '.join(PROTOCOLS)}")
+    try:
+        alphas, samples = protocol_samples(list_set(data)[:limit], protocol)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     engines = Engines()
     seen = []
     real = registry.compose
@@ -175,7 +169,6 @@ RECORDING_FORMAT = 1
 def recording_key(a) -> dict:
     """What a recording depends on: the set, the protocol and its seeds, the model's file (size
     and modification time) and this file's format."""
-    from .quality.runner import SCRIBBLE_SEED, STROKE_SEED
     spec = registry.resolve(a.engine)
     model = (spec.onnx or spec.netg) if spec is not None else None
     st = os.stat(model) if model and os.path.isfile(model) else None

@@ -200,21 +200,27 @@ def stroke_samples(pairs, amounts):
                        "hint_mask": np.where(rgba[..., 3] > 0, 255, 0).astype(np.uint8)}
 
 
+def protocol_samples(pairs, protocol: str, ratios=None):
+    """(ratios or stroke amounts, the samples' generator) of a hint protocol; ValueError for an
+    unknown protocol or a grid that does not span 0 … 1."""
+    import hintauc
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown hint protocol {protocol!r}: use {' or '.join(PROTOCOLS)}")
+    if protocol == "hintauc":
+        alphas = hintauc.check_alphas(tuple(ratios) if ratios else hintauc.DEFAULT_ALPHAS, full_range=True)
+        return alphas, hintauc_samples(pairs, alphas)
+    alphas = tuple(float(a) for a in (ratios or STROKE_AMOUNTS))
+    if list(alphas) != sorted(set(alphas)) or alphas[0] != 0.0 or alphas[-1] != 1.0:
+        raise ValueError("stroke amounts must be strictly increasing from 0 to 1")
+    return alphas, stroke_samples(pairs, alphas)
+
+
 def evaluate_rows(data: str, rows: dict, protocol: str = "hintauc", ratios=None, limit: int | None = None,
                   sheet_rows: dict | None = None, metric_size: int = 256) -> dict:
     """rows: {label: EngineColorizer}.  Returns {label: result} (per ratio means, Hint-AUC)."""
     import hintauc
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown hint protocol {protocol!r}: use {' or '.join(PROTOCOLS)}")
     pairs = list_set(data)[:limit]
-    if protocol == "hintauc":
-        alphas = hintauc.check_alphas(tuple(ratios) if ratios else hintauc.DEFAULT_ALPHAS, full_range=True)
-        samples = hintauc_samples(pairs, alphas)
-    else:
-        alphas = tuple(float(a) for a in (ratios or STROKE_AMOUNTS))
-        if list(alphas) != sorted(set(alphas)) or alphas[0] != 0.0 or alphas[-1] != 1.0:
-            raise ValueError("stroke amounts must be strictly increasing from 0 to 1")
-        samples = stroke_samples(pairs, alphas)
+    alphas, samples = protocol_samples(pairs, protocol, ratios)
     ev = hintauc.Evaluator(metrics=METRICS, resize=metric_size)
     sums = {label: {a: {} for a in alphas} for label in rows}
     for gt, sample in samples:

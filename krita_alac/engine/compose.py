@@ -606,20 +606,15 @@ def compose(la: LineArt, votes: Votes, net: np.ndarray, mode: str = DEFAULT_COMP
     shade_f = None
     if o.strength > 0 or unh > 0 or free is not None:
         t = low_tables(la, h, w)
-        gain = None if unh == o.strength else np.where(votes.hinted, o.strength, unh).astype(np.float32)
-        rchroma = None if uch == o.chroma else np.where(votes.hinted, o.chroma, uch).astype(np.float32)
-        rlim = None if ulim == lim else np.where(votes.hinted, lim, ulim).astype(np.float32)
+
+        def per_region(hinted, unhinted):        # None: one value for every region
+            if hinted == unhinted and free is None:
+                return None
+            return np.where(votes.hinted, hinted, unhinted).astype(np.float32)
+        gain, rchroma, rlim = per_region(o.strength, unh), per_region(o.chroma, uch), per_region(lim, ulim)
         if free is not None:
             # The network's regions: all of its variation, hue included, unclamped.
-            if gain is None:
-                gain = np.full(n + 1, o.strength, np.float32)
-            gain[free] = 1.0
-            if rchroma is None:
-                rchroma = np.full(n + 1, o.chroma, np.float32)
-            rchroma[free] = 1.0
-            if rlim is None:
-                rlim = np.full(n + 1, lim, np.float32)
-            rlim[free] = 127.0
+            gain[free], rchroma[free], rlim[free] = 1.0, 1.0, 127.0
         shade_f = _field(net, t["lowlab"], _pure(t, o.erode), med, o.sigma, qhw, o.chroma, gain, rchroma)
         if gain is None and o.strength != 1:
             shade_f *= o.strength

@@ -352,8 +352,8 @@ class LineArt:
         # segment() labels every free pixel: the pixels left to fill are exactly the ink.
         self.labels = fill_under_lines(labels, ink, in_place=True)
         self.shape = ink.shape
-        self._adjacency = self._area = self._centroid = self._open = None
         self.extra: dict = {}            # per working size: compose.py's low-resolution tables
+        self.forget_tables()             # the tables made on first use: none yet
 
     def forget_tables(self):
         """Drop every table made on first use (adjacency, areas, centroids, open regions,
